@@ -1,0 +1,95 @@
+"""`edge-agent predict` and `edge-agent bench`: the edge runtime from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from edge_agent.errors import BadInputError
+
+
+def register(commands: Any) -> None:
+    predict = commands.add_parser(
+        "predict",
+        help="one verdict per image (same code path as the daemon)",
+        description="Inspect image files with a bundle and print one verdict each.",
+    )
+    predict.add_argument("model_dir", type=Path, help="bundle folder")
+    predict.add_argument("images", nargs="+", type=Path, help="image files")
+    predict.add_argument("--backend", default="auto", help="auto | onnxruntime | tensorrt")
+    predict.add_argument("--threshold", type=float, help="override the bundle's threshold")
+    predict.add_argument("--json", action="store_true", help="one JSON object per line per image")
+    predict.set_defaults(func=cmd_predict)
+
+    bench = commands.add_parser(
+        "bench",
+        help="latency (p50, p99) and throughput of a backend",
+        description="Warm up, then time the backend on random input of the bundle's size.",
+    )
+    bench.add_argument("model_dir", type=Path, help="bundle folder")
+    bench.add_argument("--backend", default="auto", help="auto | onnxruntime | tensorrt")
+    bench.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes (1 8)")
+    bench.add_argument("--seconds", type=float, default=3.0, help="time per batch size (3)")
+    bench.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    bench.set_defaults(func=cmd_bench)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from edge_agent.runtime.inspector import Inspector
+    from edge_agent.runtime.preprocess import read_image
+
+    inspector = Inspector.open(str(args.model_dir), args.backend, args.threshold)
+    failed = 0
+    for path in args.images:
+        try:
+            image = read_image(str(path))
+        except BadInputError as e:
+            print(f"edge-agent: error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        (verdict,), timing = inspector.inspect([image])
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "path": str(path),
+                        "verdict": verdict.verdict,
+                        "label": verdict.label,
+                        "confidence": verdict.confidence,
+                        "defect_score": verdict.defect_score,
+                        "threshold": inspector.threshold,
+                        "scores": verdict.scores,
+                        "latency_ms": round(timing.preprocess_ms + timing.inference_ms, 3),
+                    }
+                ),
+                flush=True,
+            )
+        else:
+            print(
+                f"{path}: {verdict.verdict.upper():4}  {verdict.label} ({verdict.confidence:.1%})  "
+                f"defect score {verdict.defect_score:.3f} / threshold {inspector.threshold:.3f}",
+                flush=True,
+            )
+    inspector.close()
+    return 2 if failed else 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from edge_agent.runtime.bench import bench_bundle
+
+    if any(n < 1 for n in args.batch):
+        raise BadInputError("--batch sizes must be >= 1")
+    result = bench_bundle(str(args.model_dir), args.backend, tuple(args.batch), args.seconds)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{result['model']} on {result['backend']} ({result['model_file']}, input {result['input']})")
+        for run in result["runs"]:
+            print(
+                f"  batch {run['batch']:>3}: p50 {run['p50_ms']:.2f} ms  p99 {run['p99_ms']:.2f} ms  "
+                f"{run['fps']:.0f} images/s"
+            )
+    return 0

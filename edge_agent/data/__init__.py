@@ -1,0 +1,1 @@
+"""Data sets on disk: layout detection, splits, synthetic surface-defect images. No torch here."""

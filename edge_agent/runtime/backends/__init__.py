@@ -1,0 +1,5 @@
+"""Inference backends behind one protocol; `create_backend` chooses by name or `auto`."""
+
+from edge_agent.runtime.backends.base import Backend, create_backend, matching_engine
+
+__all__ = ["Backend", "create_backend", "matching_engine"]

@@ -1,0 +1,106 @@
+"""CPU INT8: static QDQ quantization with ONNX Runtime, kept only when it is faster and as accurate."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_agent.data.layout import DatasetSplits
+from edge_agent.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from edge_agent.runtime.bundle import ModelBundle, file_entry, load_bundle, write_manifest
+from edge_agent.runtime.evaluate import bundle_probabilities
+from edge_agent.runtime.inspector import Inspector
+from edge_agent.runtime.preprocess import preprocess, read_image
+
+log = logging.getLogger(__name__)
+
+INT8_FILE = "model.int8.onnx"
+MAX_ACCURACY_DROP = 0.01
+MIN_SPEEDUP = 1.05
+
+
+def choose_int8(fp32_ms: float, int8_ms: float, fp32_accuracy: float, int8_accuracy: float) -> tuple[bool, str]:
+    """INT8 becomes the CPU default only when it is faster and within one point of FP32."""
+    speedup = fp32_ms / int8_ms if int8_ms > 0 else 0.0
+    drop = fp32_accuracy - int8_accuracy
+    if speedup < MIN_SPEEDUP:
+        return False, f"INT8 is not faster ({speedup:.2f}× of FP32 speed); FP32 kept"
+    if drop > MAX_ACCURACY_DROP:
+        return False, f"INT8 loses {100 * drop:.1f} accuracy points (> 1); FP32 kept"
+    return True, f"INT8 is {speedup:.2f}× faster and within {100 * max(drop, 0):.1f} points; INT8 is the CPU default"
+
+
+class _CalibrationReader:
+    def __init__(self, batches: list[np.ndarray]) -> None:
+        self._batches: Iterator[np.ndarray] = iter(batches)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self._batches, None)
+        return None if batch is None else {"images": batch}
+
+
+def median_latency_ms(backend: OnnxRuntimeBackend, size: tuple[int, int], runs: int = 60) -> float:
+    batch = np.random.default_rng(0).standard_normal((1, 3, *size)).astype(np.float32)
+    for _ in range(5):
+        backend.infer(batch)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        backend.infer(batch)
+        times.append((time.perf_counter() - start) * 1000.0)
+    return float(np.median(times))
+
+
+def _accuracy(bundle: ModelBundle, model_file: str, paths: Sequence[Path], labels: np.ndarray) -> float:
+    backend = OnnxRuntimeBackend(bundle, model_file=model_file)
+    probs, kept = bundle_probabilities(Inspector(bundle, backend), paths)
+    return float((probs.argmax(1) == labels[kept]).mean())
+
+
+def quantize_bundle(
+    bundle_dir: Path, splits: DatasetSplits, test_paths: Sequence[Path], calibration_images: int = 64
+) -> dict[str, Any]:
+    """Write model.int8.onnx, measure it against FP32 and record the choice in the manifest."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    bundle = load_bundle(bundle_dir)
+    manifest = bundle.manifest
+    calib = [s.path for s in splits.train[:: max(1, len(splits.train) // calibration_images)]][:calibration_images]
+    batches = [preprocess([read_image(str(p))], manifest.input) for p in calib]
+    quantize_static(
+        str(bundle.onnx_path),
+        str(bundle_dir / INT8_FILE),
+        _CalibrationReader(batches),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+    )
+    manifest.files[INT8_FILE] = file_entry(bundle_dir / INT8_FILE)
+    names = {s.path: splits.classes[s.label] for s in splits.test}
+    labels = np.array([manifest.classes.index(names[p]) for p in test_paths])
+    size = manifest.input.size
+    fp32_ms = median_latency_ms(OnnxRuntimeBackend(bundle, model_file="model.onnx"), size)
+    int8_ms = median_latency_ms(OnnxRuntimeBackend(bundle, model_file=INT8_FILE), size)
+    fp32_acc = _accuracy(bundle, "model.onnx", test_paths, labels)
+    int8_acc = _accuracy(bundle, INT8_FILE, test_paths, labels)
+    use_int8, reason = choose_int8(fp32_ms, int8_ms, fp32_acc, int8_acc)
+    record = {
+        "fp32_ms": fp32_ms,
+        "int8_ms": int8_ms,
+        "fp32_accuracy": fp32_acc,
+        "int8_accuracy": int8_acc,
+        "chosen": "int8" if use_int8 else "fp32",
+        "reason": reason,
+    }
+    manifest.metrics["int8"] = record
+    manifest.model_file = INT8_FILE if use_int8 else "model.onnx"
+    write_manifest(bundle_dir, manifest)
+    log.info("INT8: %s", reason)
+    return record

@@ -1,0 +1,340 @@
+"""`trainer distill`: teacher → student (+ baseline) → evaluation → threshold → bundle and report."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edge_agent.data.layout import DatasetSplits, load_dataset
+from edge_agent.errors import BadInputError
+from edge_agent.runtime.manifest import ArchInfo, InputSpec
+from edge_agent.runtime.metrics import calibrate_threshold, classification_report
+from edge_agent.trainer.checkpoint import load_model, save_model
+from edge_agent.trainer.fit import FitConfig, FitResult, fit, predict_probs
+from edge_agent.trainer.models import IMAGENET_MEAN, IMAGENET_STD, count_params, create_model
+from edge_agent.trainer.report import write_report
+from edge_agent.trainer.tensors import ImageSet, Normalizer, load_images, load_unlabeled
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DistillOptions:
+    data: Path
+    out: Path
+    teacher_arch: str = "resnet50"
+    student_arch: str = "mobilenet_v3_small"
+    teacher: Path | None = None
+    pretrained: bool = False
+    epochs: int = 30
+    teacher_epochs: int = 30
+    image_size: int = 128
+    batch_size: int = 32
+    lr: float = 2e-3
+    tau: float = 4.0
+    lam: float = 1.0
+    feature_kd: bool = False
+    hint_weight: float = 1.0
+    seed: int = 0
+    baseline: bool = False
+    device: str = "auto"
+    tune: bool = False
+    tune_budget: float = 3.0
+    unlabeled: Path | None = None
+    unlabeled_min_confidence: float = 0.0
+    max_escape: float = 0.01
+    target_overkill: float = 0.1
+    good_class: str = "good"
+    ship: str = "student"
+    int8: bool = False
+    resume: bool = False
+    work_dir: Path | None = None
+    name: str | None = None
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BadInputError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    if name not in ("cpu", "cuda"):
+        raise BadInputError(f"--device {name!r}: choose cpu, cuda or auto")
+    return torch.device(name)
+
+
+def input_spec(image_size: int) -> InputSpec:
+    return InputSpec(size=(image_size, image_size), color="RGB", mean=IMAGENET_MEAN, std=IMAGENET_STD, resize="stretch")
+
+
+@dataclass
+class Prepared:
+    splits: DatasetSplits
+    spec: InputSpec
+    train: ImageSet
+    val: ImageSet
+    test: ImageSet
+    norm: Normalizer
+
+
+def prepare(opts: DistillOptions, device: torch.device) -> Prepared:
+    torch.set_num_threads(os.cpu_count() or 1)
+    splits = load_dataset(opts.data, opts.good_class, seed=opts.seed)
+    spec = input_spec(opts.image_size)
+    sets = {s: load_images(getattr(splits, s), spec, s) for s in ("train", "val", "test")}
+    return Prepared(splits, spec, sets["train"], sets["val"], sets["test"], Normalizer(spec, device))
+
+
+def evaluate_model(model: nn.Module, images: ImageSet, prep: Prepared, threshold: float) -> dict[str, Any]:
+    probs = predict_probs(model, images.images, prep.norm)
+    return classification_report(images.labels.numpy(), probs, prep.splits.classes, prep.splits.good_index, threshold)
+
+
+def summary(name: str, arch: str, model: nn.Module, ev: dict[str, Any], result: FitResult | None) -> dict[str, Any]:
+    return {
+        "arch": arch,
+        "params": count_params(model),
+        "test_accuracy": ev["accuracy"],
+        "escape_rate": ev["escape_rate"],
+        "overkill_rate": ev["overkill_rate"],
+        "per_class": ev["per_class"],
+        "best_epoch": result.best_epoch if result else None,
+        "best_val_accuracy": result.best_val_accuracy if result else None,
+    }
+
+
+def train_teacher(opts: DistillOptions, prep: Prepared, work: Path) -> tuple[nn.Module, str, FitResult | None]:
+    if opts.teacher is not None:
+        model, state = load_model(opts.teacher)
+        if state["classes"] != prep.splits.classes:
+            raise BadInputError(
+                f"--teacher {opts.teacher}: trained on classes {state['classes']}, the data has {prep.splits.classes}"
+            )
+        log.info("teacher %s loaded from %s", state["arch"], opts.teacher)
+        return model.to(prep.norm.mean.device), state["arch"], None
+    final = work / "teacher.pt"
+    if opts.resume and final.is_file():
+        model, state = load_model(final)
+        log.info("teacher reused from %s (--resume)", final)
+        return model.to(prep.norm.mean.device), state["arch"], None
+    torch.manual_seed(opts.seed)
+    model = create_model(opts.teacher_arch, len(prep.splits.classes), pretrained=opts.pretrained)
+    cfg = FitConfig(
+        epochs=opts.teacher_epochs, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed, progress=opts.progress
+    )
+    result = fit(
+        model,
+        prep.train,
+        prep.val,
+        prep.norm,
+        cfg,
+        checkpoint=work / "teacher-last.pt",
+        resume=opts.resume,
+        label="teacher",
+    )
+    if result.interrupted:
+        raise KeyboardInterrupt
+    save_model(
+        final, model, opts.teacher_arch, prep.splits.classes, prep.splits.good_class, prep.spec, history=result.history
+    )
+    return model, opts.teacher_arch, result
+
+
+def train_student(
+    opts: DistillOptions,
+    prep: Prepared,
+    work: Path,
+    teacher: nn.Module | None,
+    tau: float,
+    lam: float,
+    label: str,
+    epochs: int | None = None,
+    unlabeled: ImageSet | None = None,
+) -> tuple[nn.Module, FitResult]:
+    torch.manual_seed(opts.seed + 1)
+    model = create_model(opts.student_arch, len(prep.splits.classes))
+    cfg = FitConfig(
+        epochs=epochs or opts.epochs,
+        batch_size=opts.batch_size,
+        lr=opts.lr,
+        tau=tau,
+        lam=lam,
+        hint_weight=opts.hint_weight if (opts.feature_kd and teacher is not None) else 0.0,
+        seed=opts.seed,
+        progress=opts.progress,
+    )
+    result = fit(
+        model,
+        prep.train,
+        prep.val,
+        prep.norm,
+        cfg,
+        teacher=teacher,
+        unlabeled=unlabeled,
+        checkpoint=work / f"{label}-last.pt",
+        resume=opts.resume,
+        label=label,
+    )
+    if result.interrupted:
+        raise KeyboardInterrupt
+    return model, result
+
+
+def teacher_labelled(opts: DistillOptions, prep: Prepared, teacher: nn.Module) -> ImageSet | None:
+    """Unlabelled images the teacher is confident enough about, for the distillation term only."""
+    if opts.unlabeled is None:
+        return None
+    images = load_unlabeled(opts.unlabeled, prep.spec)
+    probs = predict_probs(teacher, images.images, prep.norm)
+    keep = torch.from_numpy(probs.max(axis=1) >= opts.unlabeled_min_confidence)
+    log.info(
+        "unlabeled: %d of %d images kept (teacher confidence >= %.2f)",
+        int(keep.sum()),
+        len(images),
+        opts.unlabeled_min_confidence,
+    )
+    return ImageSet(images.images[keep], images.labels[keep], images.paths, images.skipped)
+
+
+def run_distill(opts: DistillOptions) -> dict[str, Any]:
+    """The whole workstation job; returns report.json's content."""
+    device = pick_device(opts.device)
+    work = opts.work_dir or opts.out.parent / f"{opts.out.name}.run"
+    work.mkdir(parents=True, exist_ok=True)
+    prep = prepare(opts, device)
+    teacher, teacher_arch, teacher_fit = train_teacher(opts, prep, work)
+    unlabeled = teacher_labelled(opts, prep, teacher)
+    tau, lam, tuning = opts.tau, opts.lam, None
+    if opts.tune:
+        from edge_agent.trainer.tune import tune_tau_lambda
+
+        tuning = tune_tau_lambda(opts, prep, work, teacher, unlabeled)
+        tau, lam = tuning["winner"]["tau"], tuning["winner"]["lam"]
+    student, student_fit = train_student(opts, prep, work, teacher, tau, lam, "student", unlabeled=unlabeled)
+    models: dict[str, tuple[nn.Module, str, FitResult | None]] = {
+        "teacher": (teacher, teacher_arch, teacher_fit),
+        "student": (student, opts.student_arch, student_fit),
+    }
+    if opts.baseline:
+        baseline, baseline_fit = train_student(opts, prep, work, None, tau, 0.0, "baseline")
+        models["baseline"] = (baseline, opts.student_arch, baseline_fit)
+    return finish(opts, prep, models, tau, lam, tuning)
+
+
+def finish(
+    opts: DistillOptions,
+    prep: Prepared,
+    models: dict[str, tuple[nn.Module, str, FitResult | None]],
+    tau: float,
+    lam: float,
+    tuning: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Calibrate, evaluate, choose what ships, export the bundle and write the report."""
+    from edge_agent.trainer.export import write_bundle
+
+    good = prep.splits.good_index
+    val_is_defect = prep.val.labels.numpy() != good
+    calibrations = {}
+    for name, (model, _, _) in models.items():
+        val_probs = predict_probs(model, prep.val.images, prep.norm)
+        calibrations[name] = calibrate_threshold(val_is_defect, 1.0 - val_probs[:, good], opts.max_escape)
+    evaluations = {
+        name: evaluate_model(model, prep.test, prep, calibrations[name].threshold)
+        for name, (model, _, _) in models.items()
+    }
+    shipped, verdict = choose_shipped(opts, models)
+    model, arch, _ = models[shipped]
+    calibration = calibrations[shipped]
+    report: dict[str, Any] = {
+        "name": opts.name or opts.out.name,
+        "tau": tau,
+        "lam": lam,
+        "hint_weight": opts.hint_weight if opts.feature_kd else 0.0,
+        "threshold": calibration.threshold,
+        "calibration": calibration.to_dict(),
+        "good_class": prep.splits.good_class,
+        "shipped": shipped,
+        "verdict": verdict,
+        "seed": opts.seed,
+        "image_size": opts.image_size,
+        "data": {
+            "root": str(prep.splits.root),
+            "layout": prep.splits.layout,
+            "classes": prep.splits.classes,
+            "counts": {s: len(getattr(prep, s)) for s in ("train", "val", "test")},
+            "skipped_unreadable": sum(len(getattr(prep, s).skipped) for s in ("train", "val", "test")),
+            "notes": prep.splits.notes,
+        },
+    }
+    for name, (m, a, result) in models.items():
+        report[name] = summary(name, a, m, evaluations[name], result)
+        report[name]["threshold"] = calibrations[name].threshold
+    if tuning:
+        report["tuning"] = tuning
+    teacher_model, teacher_arch, _ = models["teacher"]
+    parity = prep.norm(prep.val.images[:16]).cpu()
+    manifest = write_bundle(
+        opts.out,
+        model.cpu(),
+        arch=arch,
+        classes=prep.splits.classes,
+        good_class=prep.splits.good_class,
+        spec=prep.spec,
+        threshold=calibration.threshold,
+        parity_batch=parity,
+        metrics={
+            "test_accuracy": evaluations[shipped]["accuracy"],
+            "escape_rate": evaluations[shipped]["escape_rate"],
+            "overkill_rate": evaluations[shipped]["overkill_rate"],
+            "shipped": shipped,
+        },
+        teacher=ArchInfo(arch=teacher_arch, params=count_params(teacher_model)),
+        trainer={
+            "seed": opts.seed,
+            "tau": tau,
+            "lam": lam,
+            "epochs": opts.epochs,
+            "options": {k: str(v) for k, v in asdict(opts).items()},
+        },
+        name=opts.name,
+    )
+    report["bundle"] = {
+        "path": str(opts.out),
+        "version": manifest.version,
+        "onnx_parity_max_abs": manifest.trainer["onnx_parity_max_abs"],
+    }
+    if opts.int8:
+        from edge_agent.runtime.quantize import quantize_bundle
+
+        report["int8"] = quantize_bundle(opts.out, prep.splits, prep.test.paths)
+    histories = {n: r.history for n, (_, _, r) in models.items() if r is not None}
+    write_report(opts.out, report, evaluations, histories)
+    return report
+
+
+def choose_shipped(opts: DistillOptions, models: dict[str, tuple[nn.Module, str, FitResult | None]]) -> tuple[str, str]:
+    """Ship the distilled student, unless `--ship best` and the baseline beat it on validation."""
+    student_fit = models["student"][2]
+    if "baseline" not in models or student_fit is None:
+        return "student", "The distilled student was shipped (no baseline trained to compare against)."
+    baseline_fit = models["baseline"][2]
+    assert baseline_fit is not None
+    s, b = student_fit.best_val_accuracy, baseline_fit.best_val_accuracy
+    if b > s:
+        if opts.ship == "best":
+            return "baseline", (
+                f"The baseline (no teacher) beat the distilled student on validation ({b:.1%} vs "
+                f"{s:.1%}), so the baseline was shipped (--ship best)."
+            )
+        return "student", (
+            f"WARNING: the distilled student is worse than the baseline on validation ({s:.1%} vs "
+            f"{b:.1%}); it was shipped because --ship student. Use --ship best or --tune."
+        )
+    return "student", f"The distilled student was shipped: validation {s:.1%} vs baseline {b:.1%}."

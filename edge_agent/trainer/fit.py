@@ -1,0 +1,234 @@
+"""The training loop shared by teacher, student and baseline: one epoch line each, best-val selection."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edge_agent.trainer.losses import DistillationLoss, FeatureHintLoss
+from edge_agent.trainer.models import feature_channels, feature_module, recalibrate_batchnorm
+from edge_agent.trainer.tensors import ImageSet, Normalizer, augment, to_unit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FitConfig:
+    epochs: int
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    tau: float = 4.0
+    lam: float = 0.0
+    hint_weight: float = 0.0
+    seed: int = 0
+    augment: bool = True
+    progress: bool = True
+
+
+@dataclass
+class FitResult:
+    model: nn.Module
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_accuracy: float = 0.0
+    interrupted: bool = False
+
+
+@torch.no_grad()
+def predict_probs(model: nn.Module, images: torch.Tensor, norm: Normalizer, batch_size: int = 128) -> np.ndarray:
+    model.eval()
+    out = []
+    for i in range(0, len(images), batch_size):
+        logits = model(norm(images[i : i + batch_size]))
+        out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+    return np.concatenate(out)
+
+
+def _schedule(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    warmup = max(1, total_steps // 20)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _bn_batches(train: ImageSet, norm: Normalizer, limit: int = 1024, batch: int = 128) -> list[torch.Tensor]:
+    images = train.images[:limit]
+    return [norm(images[i : i + batch]) for i in range(0, len(images), batch)]
+
+
+class _Tap:
+    """Forward hook that keeps the last output of a module (for feature hints)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.value: torch.Tensor | None = None
+        self.handle = module.register_forward_hook(self._hook)
+
+    def _hook(self, _module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+        self.value = output
+
+
+def fit(
+    model: nn.Module,
+    train: ImageSet,
+    val: ImageSet,
+    norm: Normalizer,
+    cfg: FitConfig,
+    *,
+    teacher: nn.Module | None = None,
+    unlabeled: ImageSet | None = None,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    label: str = "model",
+) -> FitResult:
+    """Train `model` (optionally distilling from `teacher`); keep the weights of the best val epoch."""
+    device = norm.mean.device
+    model.to(device)
+    use_teacher = teacher is not None and (cfg.lam > 0 or cfg.hint_weight > 0)
+    criterion = DistillationLoss(cfg.tau, cfg.lam if use_teacher else 0.0)
+    hint: FeatureHintLoss | None = None
+    taps: tuple[_Tap, _Tap] | None = None
+    if use_teacher and teacher is not None:
+        teacher.to(device).eval()
+        if cfg.hint_weight > 0:
+            size = int(train.images.shape[1])
+            hint = FeatureHintLoss(feature_channels(model, size), feature_channels(teacher, size)).to(device)
+            taps = (_Tap(feature_module(model)), _Tap(feature_module(teacher)))
+    images, labels = train.images, train.labels
+    if use_teacher and unlabeled is not None and cfg.lam > 0:
+        images = torch.cat([images, unlabeled.images])
+        labels = torch.cat([labels, torch.full((len(unlabeled),), -1, dtype=torch.long)])
+    params = list(model.parameters()) + (list(hint.parameters()) if hint else [])
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = max(1, len(images) // cfg.batch_size)
+    scheduler = _schedule(optimizer, steps_per_epoch * cfg.epochs)
+    use_amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    result = FitResult(model=model)
+    best_state = copy.deepcopy(model.state_dict())
+    start_epoch = 1
+    if resume and checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if hint is not None and state.get("hint"):
+            hint.load_state_dict(state["hint"])
+        best_state, result.history = state["best_model"], state["history"]
+        result.best_epoch, result.best_val_accuracy = state["best_epoch"], state["best_val_accuracy"]
+        start_epoch = state["epoch"] + 1
+        log.info("%s: resumed after epoch %d from %s", label, state["epoch"], checkpoint)
+    bn_batches = _bn_batches(train, norm)
+    try:
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+            order = torch.randperm(len(images), generator=generator)
+            model.train()
+            sums = {"loss": 0.0, "task_loss": 0.0, "kd_loss": 0.0, "hint_loss": 0.0}
+            correct = seen = 0
+            started = time.perf_counter()
+            batches = range(steps_per_epoch)
+            if cfg.progress:
+                from tqdm import tqdm
+
+                batches = tqdm(batches, desc=f"{label} {epoch}/{cfg.epochs}", leave=False, unit="batch")
+            for step in batches:
+                index = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+                x01 = to_unit(images[index].to(device))
+                if cfg.augment:
+                    x01 = augment(x01, generator)
+                x, y = norm.unit(x01), labels[index].to(device)
+                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                    teacher_logits = None
+                    if use_teacher and teacher is not None:
+                        with torch.no_grad():
+                            teacher_logits = teacher(x)
+                    logits = model(x)
+                    parts = criterion(logits, teacher_logits, y)
+                    loss = parts["loss"]
+                    if hint is not None and taps is not None:
+                        hint_loss = hint(taps[0].value, taps[1].value)
+                        loss = loss + cfg.hint_weight * hint_loss
+                        sums["hint_loss"] += float(hint_loss.detach())
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                sums["loss"] += float(loss.detach())
+                sums["task_loss"] += float(parts["task_loss"].detach())
+                sums["kd_loss"] += float(parts["kd_loss"].detach())
+                mask = y >= 0
+                correct += int((logits.argmax(1)[mask] == y[mask]).sum())
+                seen += int(mask.sum())
+            # Exact BatchNorm statistics on clean images: the running averages lag in short runs.
+            recalibrate_batchnorm(model, bn_batches)
+            probs = predict_probs(model, val.images, norm)
+            val_labels = val.labels.numpy()
+            val_acc = float((probs.argmax(1) == val_labels).mean())
+            val_loss = float(-np.log(probs[np.arange(len(val_labels)), val_labels] + 1e-12).mean())
+            row = {k: v / steps_per_epoch for k, v in sums.items()}
+            row.update(
+                epoch=epoch,
+                train_accuracy=correct / max(1, seen),
+                val_accuracy=val_acc,
+                val_loss=val_loss,
+                seconds=time.perf_counter() - started,
+                images_per_s=steps_per_epoch * cfg.batch_size / (time.perf_counter() - started),
+            )
+            result.history.append(row)
+            if val_acc > result.best_val_accuracy or epoch == 1:
+                result.best_epoch, result.best_val_accuracy = epoch, val_acc
+                best_state = copy.deepcopy(model.state_dict())
+            log.info(
+                "%s epoch %d/%d  loss %.3f (task %.3f, kd %.3f)  train acc %.3f  val acc %.3f  %.1fs",
+                label,
+                epoch,
+                cfg.epochs,
+                row["loss"],
+                row["task_loss"],
+                row["kd_loss"],
+                row["train_accuracy"],
+                val_acc,
+                row["seconds"],
+            )
+            if checkpoint is not None:
+                checkpoint.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "hint": hint.state_dict() if hint else None,
+                        "best_model": best_state,
+                        "history": result.history,
+                        "epoch": epoch,
+                        "best_epoch": result.best_epoch,
+                        "best_val_accuracy": result.best_val_accuracy,
+                    },
+                    checkpoint,
+                )
+    except KeyboardInterrupt:
+        result.interrupted = True
+        log.warning("%s: interrupted; the last finished epoch is saved in %s", label, checkpoint)
+    finally:
+        if taps:
+            for tap in taps:
+                tap.handle.remove()
+    model.load_state_dict(best_state)
+    model.eval()
+    return result

@@ -1,0 +1,114 @@
+"""Torchvision classifiers by name, with their heads replaced, BatchNorm tamed and feature taps."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edge_agent.errors import BadInputError
+
+log = logging.getLogger(__name__)
+
+# ImageNet statistics: right for pretrained weights and harmless from scratch.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+BN_MOMENTUM = 0.1
+
+
+def _set_module(model: nn.Module, dotted: str, module: nn.Module) -> None:
+    parent_name, _, child = dotted.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
+
+
+def replace_head(model: nn.Module, n_classes: int) -> None:
+    """Swap the last Linear layer for one with `n_classes` outputs."""
+    linears = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise BadInputError(f"{type(model).__name__} has no Linear head to replace")
+    name, head = linears[-1]
+    _set_module(model, name, nn.Linear(head.in_features, n_classes))
+
+
+def fix_batchnorm_momentum(model: nn.Module, momentum: float = BN_MOMENTUM) -> None:
+    """torchvision's MobileNetV3/EfficientNet use momentum 0.01: after a few hundred steps the
+    running statistics still mostly reflect their initial values, and eval mode scores at chance."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.momentum = momentum
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, batches: list[torch.Tensor]) -> None:
+    """Recompute BatchNorm running statistics exactly (cumulative average) on clean images."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or not batches:
+        return
+    was_training = model.training
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    for batch in batches:
+        model(batch)
+    for m, momentum in zip(norms, saved, strict=True):
+        m.momentum = momentum
+    model.train(was_training)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def weights_help(arch: str) -> str:
+    from torchvision.models import get_model_weights
+
+    weights = get_model_weights(arch).DEFAULT
+    filename = Path(weights.url).name
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    return f"download {weights.url} and place it as {cache / filename}"
+
+
+def create_model(arch: str, n_classes: int, pretrained: bool = False) -> nn.Module:
+    """A torchvision classifier by name; ImageNet weights through torchvision's weights API."""
+    from torchvision.models import get_model, get_model_weights, list_models
+
+    if arch not in list_models(module=__import__("torchvision").models):
+        raise BadInputError(f"unknown architecture {arch!r} (torchvision classification models, e.g. resnet50)")
+    if pretrained:
+        weights = get_model_weights(arch).DEFAULT
+        try:
+            model = get_model(arch, weights=weights)
+        except (OSError, RuntimeError) as e:  # URLError is an OSError
+            raise BadInputError(
+                f"cannot fetch ImageNet weights for {arch} ({type(e).__name__}); {weights_help(arch)}"
+            ) from e
+        replace_head(model, n_classes)
+    else:
+        model = get_model(arch, weights=None, num_classes=n_classes)
+    fix_batchnorm_momentum(model)
+    return model
+
+
+def feature_module(model: nn.Module) -> nn.Module:
+    """The last spatial stage, tapped for feature hints."""
+    for name in ("layer4", "features", "trunk_output"):
+        if hasattr(model, name):
+            return model.get_submodule(name)
+    raise BadInputError(f"{type(model).__name__}: no known feature stage for --feature-kd")
+
+
+def feature_channels(model: nn.Module, image_size: int) -> int:
+    captured: list[torch.Tensor] = []
+    handle = feature_module(model).register_forward_hook(lambda _m, _i, out: captured.append(out))
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, 3, image_size, image_size))
+    handle.remove()
+    model.train(was_training)
+    return int(captured[0].shape[1])

@@ -1,0 +1,143 @@
+"""report.json, report.md and the pictures an inspection engineer looks at first."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def plot_confusions(path: Path, evaluations: dict[str, dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(evaluations)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 4.2), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        ev = evaluations[name]
+        matrix = np.asarray(ev["confusion"], dtype=float)
+        rows = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+        ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+        classes = ev["classes"]
+        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+        ax.set_yticks(range(len(classes)), classes)
+        for i in range(len(classes)):
+            for j in range(len(classes)):
+                ax.text(
+                    j,
+                    i,
+                    int(matrix[i, j]),
+                    ha="center",
+                    va="center",
+                    color="white" if rows[i, j] > 0.6 else "black",
+                    fontsize=8,
+                )
+        ax.set_title(f"{name}: acc {ev['accuracy']:.1%}, escape {ev['escape_rate']:.1%}")
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_curves(path: Path, histories: dict[str, list[dict[str, float]]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, history in histories.items():
+        if not history:
+            continue
+        epochs = [h["epoch"] for h in history]
+        loss_ax.plot(epochs, [h["loss"] for h in history], label=f"{name} train")
+        loss_ax.plot(epochs, [h["val_loss"] for h in history], "--", label=f"{name} val (CE)")
+        acc_ax.plot(epochs, [h["val_accuracy"] for h in history], label=f"{name} val")
+        acc_ax.plot(epochs, [h["train_accuracy"] for h in history], ":", label=f"{name} train")
+    loss_ax.set_title("loss")
+    acc_ax.set_title("accuracy")
+    for ax in (loss_ax, acc_ax):
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f} %"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    models = [m for m in ("teacher", "student", "baseline") if m in report]
+    lines = [
+        f"# Distillation report — {report['name']}",
+        "",
+        f"Data: `{report['data']['root']}` ({report['data']['layout']}), classes "
+        f"{', '.join(report['data']['classes'])}; {report['data']['counts']}.",
+        "",
+        f"Student loss: L = CE + λ·τ²·KL with τ = {report['tau']}, λ = {report['lam']}"
+        + (f", feature hint weight {report['hint_weight']}" if report.get("hint_weight") else "")
+        + ".",
+        f"Threshold on the defect score 1 − p(good): **{report['threshold']:.4f}** ({report['calibration']['note']}).",
+        "",
+        "| model | arch | params | test accuracy | escape | overkill | best epoch |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for m in models:
+        r = report[m]
+        lines.append(
+            f"| {m} | {r['arch']} | {r['params']:,} | {_pct(r['test_accuracy'])} | "
+            f"{_pct(r['escape_rate'])} | {_pct(r['overkill_rate'])} | {r.get('best_epoch', '—')} |"
+        )
+    lines += [
+        "",
+        "Escape = defective parts judged pass; overkill = good parts judged fail; both at the calibrated threshold.",
+        "",
+        "## Escape rate per defect class",
+        "",
+        "| class | " + " | ".join(models) + " |",
+        "| --- |" + " ---: |" * len(models),
+    ]
+    classes = report["data"]["classes"]
+    for name in classes:
+        if name == report["good_class"]:
+            continue
+        cells = [_pct(report[m]["per_class"][name].get("escape_rate")) for m in models]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if "verdict" in report:
+        lines += ["", "## What was shipped", "", report["verdict"]]
+    if "tuning" in report:
+        lines += [
+            "",
+            "## τ/λ chosen on validation",
+            "",
+            "| τ | λ | epochs | val accuracy | val escape | val overkill | kept |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for c in report["tuning"]["candidates"]:
+            lines.append(
+                f"| {c['tau']} | {c['lam']} | {c['epochs']} | {_pct(c['val_accuracy'])} | "
+                f"{_pct(c['val_escape'])} | {_pct(c['val_overkill'])} | {c['outcome']} |"
+            )
+        lines += ["", report["tuning"]["why"]]
+    lines += ["", "![confusion matrices](confusion.png)", "", "![training curves](curves.png)", ""]
+    return "\n".join(lines)
+
+
+def write_report(
+    out: Path,
+    report: dict[str, Any],
+    evaluations: dict[str, dict[str, Any]],
+    histories: dict[str, list[dict[str, float]]],
+) -> None:
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (out / "report.md").write_text(markdown(report), encoding="utf-8")
+    plot_confusions(out / "confusion.png", evaluations)
+    plot_curves(out / "curves.png", histories)

@@ -1,0 +1,105 @@
+"""Images → in-memory uint8 tensors (decoded by the runtime's own code), normalization, augmentation."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from edge_agent.data.layout import Sample
+from edge_agent.errors import BadInputError, DataError
+from edge_agent.runtime.manifest import InputSpec
+from edge_agent.runtime.preprocess import read_image, resize_to_input
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ImageSet:
+    """Decoded images of one split: uint8 N×H×W×3 in the network's channel order, labels, paths."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    paths: list[Path]
+    skipped: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def load_images(samples: Sequence[Sample], spec: InputSpec, split: str) -> ImageSet:
+    """Decode every sample once; unreadable images are skipped and counted, fatal only if all are."""
+    arrays, labels, paths, skipped = [], [], [], []
+    for sample in samples:
+        try:
+            arrays.append(resize_to_input(read_image(str(sample.path)), spec))
+        except BadInputError as e:
+            skipped.append(str(e))
+            continue
+        labels.append(sample.label)
+        paths.append(sample.path)
+    if skipped:
+        log.warning("%s: skipped %d unreadable image(s), e.g. %s", split, len(skipped), skipped[0])
+    if not arrays:
+        raise DataError(f"split '{split}': none of its {len(samples)} images could be read")
+    return ImageSet(torch.from_numpy(np.stack(arrays)), torch.tensor(labels, dtype=torch.long), paths, skipped)
+
+
+def load_unlabeled(folder: Path, spec: InputSpec) -> ImageSet:
+    from edge_agent.data.layout import list_images
+
+    files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+    images = [p for p in files if p in set(list_images(p.parent))]
+    if not images:
+        raise DataError(f"--unlabeled {folder}: no images found")
+    loaded = load_images([Sample(p, -1) for p in images], spec, "unlabeled")
+    return loaded
+
+
+class Normalizer:
+    """uint8 NHWC → float NCHW normalized exactly like runtime.preprocess.normalize_batch."""
+
+    def __init__(self, spec: InputSpec, device: torch.device) -> None:
+        self.mean = torch.tensor(spec.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self.inv_std = 1.0 / torch.tensor(spec.std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+
+    def __call__(self, images_uint8: torch.Tensor) -> torch.Tensor:
+        return self.unit(to_unit(images_uint8.to(self.mean.device)))
+
+    def unit(self, batch01: torch.Tensor) -> torch.Tensor:
+        """Normalize a float NCHW batch already scaled to 0..1 (e.g. after augmentation)."""
+        return (batch01 - self.mean) * self.inv_std
+
+
+def augment(batch: torch.Tensor, generator: torch.Generator, max_degrees: float = 10.0) -> torch.Tensor:
+    """Surface-inspection augmentation on float NCHW in 0..1: flips, 90° turns, small rotations,
+    brightness and contrast. Defects have no preferred orientation; their look must not change."""
+    n = batch.shape[0]
+    device = batch.device
+
+    def coin() -> torch.Tensor:
+        return (torch.rand(n, generator=generator) < 0.5).to(device).view(n, 1, 1, 1)
+
+    batch = torch.where(coin(), batch.flip(3), batch)
+    batch = torch.where(coin(), batch.flip(2), batch)
+    if batch.shape[2] == batch.shape[3]:
+        batch = torch.where(coin(), batch.transpose(2, 3), batch)
+    angles = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(max_degrees)
+    cos, sin = torch.cos(angles), torch.sin(angles)
+    theta = torch.stack([torch.stack([cos, -sin, torch.zeros(n)], 1), torch.stack([sin, cos, torch.zeros(n)], 1)], 1)
+    grid = F.affine_grid(theta.to(device), list(batch.shape), align_corners=False)
+    batch = F.grid_sample(batch, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    brightness = ((torch.rand(n, generator=generator) * 2 - 1) * 0.12).to(device).view(n, 1, 1, 1)
+    contrast = (0.85 + torch.rand(n, generator=generator) * 0.3).to(device).view(n, 1, 1, 1)
+    mean = batch.mean(dim=(1, 2, 3), keepdim=True)
+    return ((batch - mean) * contrast + mean + brightness).clamp(0.0, 1.0)
+
+
+def to_unit(images_uint8: torch.Tensor) -> torch.Tensor:
+    return images_uint8.permute(0, 3, 1, 2).float() * (1.0 / 255.0)

@@ -1,0 +1,82 @@
+"""Every backend must give the ONNX reference's logits; those that cannot run here skip with a reason."""
+
+import numpy as np
+import pytest
+
+from edge_agent.errors import BadInputError
+from edge_agent.runtime.backends import create_backend, matching_engine
+from edge_agent.runtime.bundle import load_bundle
+
+
+def reference_logits(bundle, batch):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(bundle.onnx_path), options, providers=["CPUExecutionProvider"])
+    return session.run(None, {"images": batch})[0]
+
+
+def tensorrt_skip_reason(bundle):
+    from edge_agent.runtime.backends.tensorrt import device_identity
+
+    if device_identity() is None:
+        return "TensorRT backend: needs tensorrt + pycuda and a CUDA GPU (none on this machine)"
+    if matching_engine(bundle) is None:
+        return "TensorRT backend: no engine for this GPU in the bundle (run trainer build-engine)"
+    return None
+
+
+BACKENDS = ["onnxruntime", pytest.param("tensorrt", marks=[pytest.mark.gpu, pytest.mark.tensorrt])]
+TOLERANCE = {"onnxruntime": 1e-4, "tensorrt": 2e-2}  # TensorRT engines run in FP16
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, tiny_bundle):
+    bundle = load_bundle(tiny_bundle)
+    if request.param == "tensorrt" and (reason := tensorrt_skip_reason(bundle)):
+        pytest.skip(reason)
+    runner = create_backend(bundle, request.param, max_batch=8)
+    yield bundle, runner
+    runner.close()
+
+
+@pytest.mark.parametrize("batch_size", [1, 8])
+def test_backend_matches_onnx_reference(backend, batch_size):
+    bundle, runner = backend
+    h, w = bundle.manifest.input.size
+    batch = np.random.default_rng(batch_size).standard_normal((batch_size, 3, h, w)).astype(np.float32)
+    logits = runner.infer(batch)
+    expected = reference_logits(bundle, batch)
+    assert logits.shape == (batch_size, len(bundle.manifest.classes))
+    scale = max(1.0, float(np.abs(expected).max()))
+    assert np.abs(logits - expected).max() <= TOLERANCE[runner.name] * scale
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 31, 32), (1, 1, 32, 32), (3, 32, 32)])
+def test_wrong_input_shape_is_a_clear_error(backend, shape):
+    _, runner = backend
+    with pytest.raises(BadInputError, match="does not match"):
+        runner.infer(np.zeros(shape, np.float32))
+
+
+def test_batch_over_the_limit_is_a_clear_error(backend):
+    bundle, runner = backend
+    h, w = bundle.manifest.input.size
+    with pytest.raises(BadInputError, match="outside"):
+        runner.infer(np.zeros((runner.max_batch + 1, 3, h, w), np.float32))
+
+
+def test_auto_falls_back_to_onnxruntime_without_an_engine(tiny_bundle):
+    bundle = load_bundle(tiny_bundle)
+    if matching_engine(bundle) is None:
+        assert create_backend(bundle, "auto").name == "onnxruntime"
+
+
+def test_tensorrt_without_engine_is_bad_input(tiny_bundle):
+    from edge_agent.errors import ModelBundleError
+
+    bundle = load_bundle(tiny_bundle)
+    if matching_engine(bundle) is None:
+        with pytest.raises(ModelBundleError, match="no TensorRT engine"):
+            create_backend(bundle, "tensorrt")

@@ -1,0 +1,95 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from edge_agent import __version__
+from edge_agent.cli import main
+
+COMMANDS = [
+    ["trainer", "synth"],
+    ["trainer", "distill"],
+    ["trainer", "teacher"],
+    ["trainer", "export"],
+    ["trainer", "evaluate"],
+    ["trainer", "build-engine"],
+    ["predict"],
+    ["bench"],
+    ["run"],
+    ["validate-config"],
+    ["doctor"],
+]
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert __version__ in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_has_real_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: edge-agent" in out
+    assert len(out.splitlines()) >= 4
+
+
+def test_predict_json_fields(tiny_bundle, tiny_data, capsys):
+    images = sorted((tiny_data / "test" / "scratch").glob("*.png"))[:2]
+    assert main(["predict", str(tiny_bundle), *map(str, images), "--json"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    for line, path in zip(lines, images, strict=True):
+        row = json.loads(line)
+        assert row["path"] == str(path)
+        assert row["verdict"] in ("pass", "fail")
+        assert set(row["scores"]) == {"crack", "good", "pit", "scratch", "stain"}
+        assert row["defect_score"] == pytest.approx(1 - row["scores"]["good"], abs=1e-5)
+        assert row["label"] == max(row["scores"], key=row["scores"].get)
+        assert 0 <= row["confidence"] <= 1
+
+
+def test_predict_reports_a_corrupt_image_and_goes_on(tiny_bundle, tiny_data, tmp_path, capsys):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 truncated")
+    good = next((tiny_data / "test" / "good").glob("*.png"))
+    assert main(["predict", str(tiny_bundle), str(broken), str(good), "--json"]) == 2
+    captured = capsys.readouterr()
+    assert "broken.jpg" in captured.err
+    assert json.loads(captured.out)["path"] == str(good)
+
+
+def test_evaluate_json(tiny_bundle, tiny_data, capsys):
+    assert main(["trainer", "evaluate", str(tiny_bundle), str(tiny_data), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for key in ("accuracy", "escape_rate", "overkill_rate", "per_class", "confusion"):
+        assert key in result
+    assert result["n"] == 10
+
+
+def test_bench_json(tiny_bundle, capsys):
+    assert main(["bench", str(tiny_bundle), "--seconds", "0.2", "--batch", "1", "4", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["backend"] == "onnxruntime"
+    assert result["batch"] == 1
+    assert result["p50_ms"] > 0
+    assert result["p99_ms"] >= result["p50_ms"]
+    assert [r["batch"] for r in result["runs"]] == [1, 4]
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    assert main(["predict", str(tmp_path / "nope"), "x.png"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edge-agent: error:")
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def test_console_script_runs():
+    out = subprocess.run([sys.executable, "-m", "edge_agent", "--version"], capture_output=True, text=True, check=True)
+    assert __version__ in out.stdout

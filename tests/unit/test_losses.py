@@ -1,0 +1,85 @@
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from edge_agent.trainer.losses import DistillationLoss, FeatureHintLoss  # noqa: E402
+
+
+def reference_kd(student, teacher, tau):
+    """KL(p_t || p_s) at temperature tau, written out element by element, averaged over the batch."""
+    total = 0.0
+    for s_row, t_row in zip(student.tolist(), teacher.tolist(), strict=True):
+        s_exp = [math.exp(v / tau) for v in s_row]
+        t_exp = [math.exp(v / tau) for v in t_row]
+        p_s = [v / sum(s_exp) for v in s_exp]
+        p_t = [v / sum(t_exp) for v in t_exp]
+        total += sum(pt * (math.log(pt) - math.log(ps)) for pt, ps in zip(p_t, p_s, strict=True))
+    return tau**2 * total / len(student)
+
+
+def reference_ce(student, targets):
+    total = 0.0
+    for row, y in zip(student.tolist(), targets.tolist(), strict=True):
+        total += -(row[y] - math.log(sum(math.exp(v) for v in row)))
+    return total / len(student)
+
+
+@pytest.mark.parametrize(("tau", "lam"), [(1.0, 1.0), (4.0, 0.5), (2.0, 0.0), (8.0, 2.0)])
+def test_distillation_loss_matches_independent_computation(tau, lam):
+    gen = torch.Generator().manual_seed(0)
+    student = torch.randn(6, 5, generator=gen) * 3
+    teacher = torch.randn(6, 5, generator=gen) * 3
+    targets = torch.tensor([0, 1, 2, 3, 4, 0])
+    parts = DistillationLoss(tau, lam)(student, teacher, targets)
+    expected_kd = reference_kd(student, teacher, tau) if lam else 0.0
+    expected_ce = reference_ce(student, targets)
+    assert parts["kd_loss"].item() == pytest.approx(expected_kd, rel=1e-5, abs=1e-6)
+    assert parts["task_loss"].item() == pytest.approx(expected_ce, rel=1e-5)
+    assert parts["loss"].item() == pytest.approx(expected_ce + lam * expected_kd, rel=1e-5)
+
+
+def test_kd_term_scales_with_tau_squared_and_is_batch_mean():
+    student = torch.tensor([[1.0, 0.0, -1.0], [0.5, 0.2, 0.1]])
+    teacher = torch.tensor([[0.0, 2.0, 0.0], [3.0, 0.0, 0.0]])
+    targets = torch.tensor([1, 0])
+    one = DistillationLoss(2.0, 1.0)(student, teacher, targets)["kd_loss"]
+    first_only = DistillationLoss(2.0, 1.0)(student[:1], teacher[:1], targets[:1])["kd_loss"]
+    second_only = DistillationLoss(2.0, 1.0)(student[1:], teacher[1:], targets[1:])["kd_loss"]
+    assert one.item() == pytest.approx((first_only.item() + second_only.item()) / 2, rel=1e-6)
+    assert one.item() == pytest.approx(reference_kd(student, teacher, 2.0), rel=1e-5)
+
+
+def test_unlabelled_rows_feed_only_the_kd_term():
+    student = torch.randn(4, 3)
+    teacher = torch.randn(4, 3)
+    targets = torch.tensor([0, -1, 2, -1])
+    parts = DistillationLoss(2.0, 1.0)(student, teacher, targets)
+    labelled = torch.tensor([True, False, True, False])
+    assert parts["task_loss"].item() == pytest.approx(reference_ce(student[labelled], targets[labelled]), rel=1e-5)
+    assert parts["kd_loss"].item() == pytest.approx(reference_kd(student, teacher, 2.0), rel=1e-5)
+
+
+def test_identical_logits_give_zero_kd_and_gradients_flow_only_to_student():
+    logits = torch.randn(3, 4, requires_grad=True)
+    teacher = logits.detach().clone().requires_grad_(True)
+    parts = DistillationLoss(3.0, 1.0)(logits, teacher, torch.tensor([0, 1, 2]))
+    assert parts["kd_loss"].item() == pytest.approx(0.0, abs=1e-6)
+    parts["loss"].backward()
+    assert logits.grad is not None
+    assert teacher.grad is None
+
+
+def test_bad_parameters_are_refused():
+    with pytest.raises(ValueError, match="tau"):
+        DistillationLoss(0.0, 1.0)
+    with pytest.raises(ValueError, match="lam"):
+        DistillationLoss(1.0, -1.0)
+
+
+def test_feature_hint_adapts_channels_and_size():
+    hint = FeatureHintLoss(8, 16)
+    loss = hint(torch.randn(2, 8, 4, 4), torch.randn(2, 16, 2, 2))
+    assert loss.ndim == 0
+    assert loss.item() > 0
