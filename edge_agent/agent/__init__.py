@@ -1,0 +1,1 @@
+"""The edge daemon: settings, the capture → inference → decision → publish pipeline, health, systemd."""

@@ -1,0 +1,93 @@
+"""`<prefix>/cmd/<name>` handling: validate the payload, act, and always answer on `.../reply`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MAX_PAYLOAD = 16 * 1024
+
+
+class CommandError(Exception):
+    """The command is malformed or refused; the message goes into the reply."""
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    args: dict[str, Any]
+
+
+def parse_command(name: str, payload: bytes, known: set[str]) -> Command:
+    """Decode a command payload: empty, or a JSON object. Raises CommandError with a reason."""
+    if name not in known:
+        raise CommandError(f"unknown command {name!r}; known: {', '.join(sorted(known))}")
+    if len(payload) > MAX_PAYLOAD:
+        raise CommandError(f"payload of {len(payload)} bytes is larger than {MAX_PAYLOAD}")
+    if not payload.strip():
+        return Command(name, {})
+    try:
+        data = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise CommandError(f"payload is not UTF-8 JSON ({type(e).__name__})") from e
+    if not isinstance(data, dict):
+        raise CommandError(f"payload must be a JSON object, got {type(data).__name__}")
+    return Command(name, data)
+
+
+def optional_str(args: dict[str, Any], key: str, max_len: int = 256) -> str | None:
+    value = args.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > max_len:
+        raise CommandError(f"'{key}' must be a non-empty string of at most {max_len} characters")
+    return value
+
+
+def only_keys(args: dict[str, Any], allowed: set[str]) -> None:
+    extra = set(args) - allowed
+    if extra:
+        raise CommandError(f"unknown field(s) {sorted(extra)}; allowed: {sorted(allowed)}")
+
+
+Handler = Callable[[dict[str, Any]], dict[str, Any] | None]
+
+
+class CommandRouter:
+    """Maps command names to handlers; every outcome, good or bad, produces one reply."""
+
+    def __init__(self, reply: Callable[[str, dict[str, Any]], None], utc_now: Callable[[], str]) -> None:
+        self._handlers: dict[str, Handler] = {}
+        self._reply = reply
+        self._utc_now = utc_now
+
+    def register(self, name: str, handler: Handler) -> None:
+        if name in self._handlers:
+            raise ValueError(f"command {name!r} registered twice")
+        self._handlers[name] = handler
+
+    def handle(self, name: str, payload: bytes) -> dict[str, Any]:
+        reply: dict[str, Any] = {
+            "command": name[:64],
+            "ok": False,
+            "error": None,
+            "detail": None,
+            "ts": self._utc_now(),
+        }
+        try:
+            command = parse_command(name, payload, set(self._handlers))
+            reply["detail"] = self._handlers[command.name](command.args)
+            reply["ok"] = True
+        except CommandError as e:
+            reply["error"] = str(e)
+            log.warning("command %r refused: %s", name[:64], e)
+        except Exception as e:  # a command must never take the daemon down
+            reply["error"] = f"{type(e).__name__}: {e}"
+            log.exception("command %r failed", name[:64])
+        self._reply(f"cmd/{reply['command']}/reply", reply)
+        return reply

@@ -1,0 +1,318 @@
+"""capture → inference → decision → publish: two threads joined by a bounded queue."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edge_agent.agent.archive import FrameArchive
+from edge_agent.agent.settings import CameraSettings
+from edge_agent.capture.sources import Frame, FrameSource, open_source
+from edge_agent.errors import BackendError, BadInputError, CaptureError, ConfigError
+from edge_agent.publish.payloads import RESULT_SCHEMA
+from edge_agent.publish.spool import ResultSpool, SpoolError
+from edge_agent.runtime.inspector import Inspector
+
+log = logging.getLogger(__name__)
+
+END = None  # queued after the last frame of a finite source
+
+
+@dataclass
+class Counters:
+    frames: int = 0
+    results: int = 0
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+    dropped: int = 0
+    spool_errors: int = 0
+    started: float = field(default_factory=time.monotonic)
+    inference_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
+    result_times: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fps(self, window_s: float = 10.0) -> float:
+        now = time.monotonic()
+        recent = [t for t in list(self.result_times) if now - t <= window_s]
+        if len(recent) < 2:
+            return 0.0
+        return (len(recent) - 1) / max(1e-6, recent[-1] - recent[0])
+
+    def inference_percentiles(self) -> tuple[float | None, float | None]:
+        values = list(self.inference_ms)
+        if not values:
+            return None, None
+        return float(np.percentile(values, 50)), float(np.percentile(values, 99))
+
+
+class CaptureLoop(threading.Thread):
+    """Reads frames and queues them: drop-oldest for live cameras, blocking for files and folders."""
+
+    def __init__(
+        self,
+        camera: CameraSettings,
+        frames: queue.Queue[Frame | None],
+        stop: threading.Event,
+        counters: Counters,
+        triggers: queue.Queue[str | None],
+    ) -> None:
+        super().__init__(name="capture", daemon=True)
+        self.camera = camera
+        self.frames = frames
+        self.stop_event = stop
+        self.counters = counters
+        self.triggers = triggers
+        self.heartbeat = time.monotonic()
+        self.state = "starting"
+        self.source: FrameSource | None = None
+        self.fatal: Exception | None = None
+
+    def _open(self) -> FrameSource:
+        c = self.camera
+        return open_source(
+            c.source,
+            loop=c.loop,
+            open_timeout_s=c.open_timeout_s,
+            read_timeout_s=c.read_timeout_s,
+            width=c.width,
+            height=c.height,
+        )
+
+    def run(self) -> None:
+        backoff = 0.5
+        next_due = time.monotonic()
+        try:
+            while not self.stop_event.is_set():
+                self.heartbeat = time.monotonic()
+                if self.source is None:
+                    try:
+                        self.source = self._open()
+                        self.state = "running"
+                        backoff = 0.5
+                        log.info("camera %s opened", self.camera.source)
+                    except CaptureError as e:
+                        self.state = "reconnecting"
+                        log.warning("%s; retrying in %.1f s", e, backoff)
+                        self.stop_event.wait(backoff)
+                        backoff = min(backoff * 2, self.camera.reconnect_max_s)
+                        continue
+                part_id: str | None = None
+                if self.camera.trigger == "mqtt":
+                    try:
+                        part_id = self.triggers.get(timeout=0.5) or ""
+                    except queue.Empty:
+                        continue
+                elif self.camera.fps > 0:
+                    delay = next_due - time.monotonic()
+                    if delay > 0 and self.stop_event.wait(delay):
+                        break
+                    next_due = max(next_due + 1.0 / self.camera.fps, time.monotonic() - 1.0)
+                try:
+                    frame = self.source.read()
+                except CaptureError as e:
+                    log.warning("%s; reconnecting", e)
+                    self.state = "reconnecting"
+                    self.source.close()
+                    self.source = None
+                    continue
+                if frame is None:
+                    self.state = "finished"
+                    break
+                frame.part_id = part_id or None
+                with self.counters.lock:
+                    self.counters.frames += 1
+                self._enqueue(frame, live=self.source.live)
+        except ConfigError as e:
+            self.fatal = e
+            log.error("%s", e)
+        finally:
+            if self.source is not None:
+                self.source.close()
+            self._enqueue(END, live=False)
+
+    def _enqueue(self, item: Frame | None, live: bool) -> None:
+        if live:
+            while True:
+                try:
+                    self.frames.put_nowait(item)
+                    return
+                except queue.Full:
+                    try:
+                        self.frames.get_nowait()
+                        with self.counters.lock:
+                            self.counters.dropped += 1
+                    except queue.Empty:
+                        pass
+        while True:
+            try:
+                self.frames.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                if self.stop_event.is_set() and item is not END:
+                    return
+
+
+def iso_utc(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class InspectorSlot:
+    """The inspector in use, and one waiting to replace it between batches (reload)."""
+
+    def __init__(self, inspector: Inspector) -> None:
+        self.current = inspector
+        self.pending: Inspector | None = None
+        self.lock = threading.Lock()
+
+    def swap_if_pending(self) -> None:
+        with self.lock:
+            if self.pending is None:
+                return
+            old, self.current, self.pending = self.current, self.pending, None
+        old.close()
+        log.info("model %s %s now in use", self.current.bundle.manifest.name, self.current.bundle.manifest.version)
+
+
+class InferenceLoop(threading.Thread):
+    """Micro-batches queued frames, inspects them, spools the results and wakes the MQTT sender."""
+
+    def __init__(
+        self,
+        frames: queue.Queue[Frame | None],
+        slot: InspectorSlot,
+        station: str,
+        spool: ResultSpool,
+        archive: FrameArchive,
+        counters: Counters,
+        max_batch: int,
+        publish: Any,
+        on_error: Any,
+    ) -> None:
+        super().__init__(name="inference", daemon=True)
+        self.frames = frames
+        self.slot = slot
+        self.station = station
+        self.spool = spool
+        self.archive = archive
+        self.counters = counters
+        self.max_batch = max_batch
+        self.publish = publish  # link.notify-like callable taking the stored results (or None)
+        self.on_error = on_error  # callable(frame, message)
+        self.heartbeat = time.monotonic()
+        self.finished = threading.Event()
+
+    def _next_batch(self) -> tuple[list[Frame], bool]:
+        first = self.frames.get(timeout=0.5)
+        if first is END:
+            return [], True
+        batch = [first]
+        while len(batch) < self.max_batch:
+            try:
+                item = self.frames.get_nowait()
+            except queue.Empty:
+                break
+            if item is END:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    def run(self) -> None:
+        try:
+            while True:
+                self.heartbeat = time.monotonic()
+                try:
+                    batch, ended = self._next_batch()
+                except queue.Empty:
+                    continue
+                if batch:
+                    self.slot.swap_if_pending()
+                    self.process(batch)
+                if ended:
+                    break
+        finally:
+            self.finished.set()
+
+    def process(self, frames: list[Frame]) -> None:
+        good = []
+        for frame in frames:
+            if frame.image is None:
+                self._error(frame, frame.error or "no image")
+            else:
+                good.append(frame)
+        if not good:
+            return
+        inspector = self.slot.current
+        try:
+            verdicts, timing = inspector.inspect([f.image for f in good if f.image is not None])
+        except (BackendError, BadInputError) as e:
+            for frame in good:
+                self._error(frame, str(e))
+            return
+        manifest = inspector.bundle.manifest
+        model = {"name": manifest.name, "version": manifest.version, "sha256": inspector.bundle.model_sha256}
+        per_frame_infer = timing.inference_ms / len(good)
+        now = time.perf_counter()
+        results = []
+        for frame, verdict in zip(good, verdicts, strict=True):
+            result_id = uuid.uuid4().hex
+            image_path = None
+            if self.archive.enabled and self.archive.wants(verdict.verdict) and frame.image is not None:
+                path = self.archive.path_for(result_id, iso_utc(frame.ts)[:10], verdict.verdict)
+                if self.archive.save(path, frame.image):
+                    image_path = str(path)
+            result: dict[str, Any] = {
+                "schema": RESULT_SCHEMA,
+                "id": result_id,
+                "seq": 0,
+                "station": self.station,
+                "ts": iso_utc(frame.ts),
+                "verdict": verdict.verdict,
+                "label": verdict.label,
+                "confidence": round(verdict.confidence, 6),
+                "defect_score": round(verdict.defect_score, 6),
+                "threshold": inspector.threshold,
+                "scores": verdict.scores,
+                "model": model,
+                "source": {"uri": frame.uri, "frame": frame.index, "name": frame.name},
+                "latency_ms": {
+                    "preprocess": round(timing.preprocess_ms / len(good), 3),
+                    "inference": round(per_frame_infer, 3),
+                    "total": round((now - frame.captured) * 1000.0, 3),
+                },
+                "image": image_path,
+            }
+            if frame.part_id:
+                result["part_id"] = frame.part_id
+            results.append(result)
+        try:
+            self.spool.put_many(results)
+            self.publish(None)
+        except SpoolError as e:
+            with self.counters.lock:
+                self.counters.spool_errors += len(results)
+            log.error("%s; sending %d result(s) without the spool", e, len(results))
+            self.publish(results)
+        stamp = time.monotonic()
+        with self.counters.lock:
+            c = self.counters
+            c.results += len(results)
+            c.failed += sum(1 for r in results if r["verdict"] == "fail")
+            c.passed += sum(1 for r in results if r["verdict"] == "pass")
+            c.inference_ms.extend([per_frame_infer] * len(results))
+            c.result_times.extend([stamp] * len(results))
+
+    def _error(self, frame: Frame, message: str) -> None:
+        with self.counters.lock:
+            self.counters.errors += 1
+        log.warning("frame %d of %s not inspected: %s", frame.index, frame.uri, message)
+        self.on_error(frame, message)

@@ -1,0 +1,1 @@
+"""Frame sources behind one protocol: folders, files, cameras, network streams, GStreamer pipelines."""

@@ -1,0 +1,1 @@
+"""Helpers for the demo, benchmarks and tests (not used by the daemon)."""

@@ -1,0 +1,91 @@
+"""An MES-like subscriber for tests, the demo and benchmarks: a persistent QoS 1 session on `prefix/#`."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+
+class Subscriber:
+    def __init__(
+        self,
+        port: int,
+        prefix: str,
+        protocol: str = "5",
+        host: str = "127.0.0.1",
+        on_result: Callable[[dict[str, Any]], None] | None = None,
+        **tls: Any,
+    ) -> None:
+        self.prefix = prefix
+        self.messages: list[tuple[str, bytes]] = []
+        self.results: list[dict[str, Any]] = []
+        self.on_result = on_result
+        self._lock = threading.RLock()
+        self.connected = threading.Event()
+        proto = mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311
+        kwargs: dict[str, Any] = {} if proto == mqtt.MQTTv5 else {"clean_session": False}
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"mes-{uuid.uuid4().hex[:8]}", protocol=proto, **kwargs
+        )
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_disconnect = lambda *_: self.connected.clear()
+        self.client.reconnect_delay_set(1, 1)
+        self._host, self._port, self._proto = host, port, proto
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if not reason.is_failure:
+            client.subscribe(f"{self.prefix}/#", qos=1)
+            self.connected.set()
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((message.topic, bytes(message.payload)))
+            if message.topic == f"{self.prefix}/result":
+                result = json.loads(message.payload)
+                self.results.append(result)
+                if self.on_result:
+                    self.on_result(result)
+
+    def start(self) -> Subscriber:
+        if self._proto == mqtt.MQTTv5:
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 3600  # keep our queue across broker restarts, like an MES would
+            self.client.connect(self._host, self._port, 30, clean_start=False, properties=props)
+        else:
+            self.client.connect(self._host, self._port, 30)
+        self.client.loop_start()
+        if not self.connected.wait(10):
+            raise RuntimeError("subscriber could not connect")
+        return self
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def topic_payloads(self, name: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [json.loads(p) for t, p in self.messages if t == f"{self.prefix}/{name}"]
+
+    def wait_for(self, predicate: Callable[[Subscriber], bool], timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if predicate(self):
+                    return True
+            time.sleep(0.05)
+        return False
+
+    def unique_seqs(self) -> list[int]:
+        with self._lock:
+            return sorted({r["seq"] for r in self.results})
