@@ -1,0 +1,78 @@
+import json
+import os
+import socket
+import urllib.request
+
+import numpy as np
+
+from edge_agent.agent.archive import FrameArchive
+from edge_agent.agent.health import HealthServer
+from edge_agent.agent.sdnotify import notify, watchdog_interval_s
+from edge_agent.agent.settings import ArchiveSettings
+
+
+def test_archive_keeps_within_quota(tmp_path):
+    archive = FrameArchive(ArchiveSettings(path=tmp_path, save="all", max_mb=0.02))
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(20):
+        path = archive.path_for(f"id{i}", "2026-01-01", "fail")
+        assert archive.save(path, rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+        paths.append(path)
+    assert archive.total_bytes <= 0.02 * 1024 * 1024
+    assert paths[-1].exists()
+    assert not paths[0].exists()
+    assert archive.wants("pass")
+    assert not FrameArchive(ArchiveSettings(path=tmp_path, save="fail")).wants("pass")
+
+
+def test_sd_notify_reaches_the_socket(tmp_path, monkeypatch):
+    path = tmp_path / "notify.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(path))
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    assert notify("READY=1")
+    assert server.recv(100) == b"READY=1"
+    server.close()
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    assert not notify("READY=1")
+
+
+def test_watchdog_interval(monkeypatch):
+    monkeypatch.setenv("WATCHDOG_USEC", "30000000")
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    assert watchdog_interval_s() == 15.0
+    monkeypatch.setenv("WATCHDOG_PID", "1")
+    assert watchdog_interval_s() is None
+
+
+def test_health_and_metrics_on_localhost():
+    stats = {
+        "frames": 3,
+        "results": 2,
+        "pass": 1,
+        "fail": 1,
+        "errors": 1,
+        "dropped": 0,
+        "spool_dropped": 0,
+        "spool_errors": 0,
+        "spooled": 4,
+        "fps": 2.5,
+        "mqtt_connected": False,
+        "inference_ms_p50": 1.5,
+    }
+    server = HealthServer("127.0.0.1", 0, lambda: (False, {"ok": False}), lambda: stats)
+    server.start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        try:
+            urllib.request.urlopen(f"{base}/healthz", timeout=5)
+        except urllib.error.HTTPError as e:
+            assert e.code == 503
+            assert json.loads(e.read()) == {"ok": False}
+        metrics = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
+        assert "edge_agent_results_total 2.0" in metrics
+        assert "edge_agent_spooled 4.0" in metrics
+        assert server.server.server_address[0] == "127.0.0.1"
+    finally:
+        server.stop()
