@@ -13,7 +13,7 @@ from edge_agent.agent.settings import AgentSettings
 from edge_agent.publish.payloads import CommandReply, ErrorEvent, ResultPayload, StatsPayload, StatusPayload
 
 ROOT = Path(__file__).resolve().parents[2]
-SCHEMAS = {
+SCHEMAS: dict[str, type[BaseModel]] = {
     "result": ResultPayload,
     "status": StatusPayload,
     "stats": StatsPayload,

@@ -4,6 +4,7 @@ import socket
 import urllib.request
 
 import numpy as np
+import pytest
 
 from edge_agent.agent.archive import FrameArchive
 from edge_agent.agent.health import HealthServer
@@ -65,11 +66,10 @@ def test_health_and_metrics_on_localhost():
     server.start()
     try:
         base = f"http://127.0.0.1:{server.port}"
-        try:
+        with pytest.raises(urllib.error.HTTPError) as failure:
             urllib.request.urlopen(f"{base}/healthz", timeout=5)
-        except urllib.error.HTTPError as e:
-            assert e.code == 503
-            assert json.loads(e.read()) == {"ok": False}
+        assert failure.value.code == 503
+        assert json.loads(failure.value.read()) == {"ok": False}
         metrics = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
         assert "edge_agent_results_total 2.0" in metrics
         assert "edge_agent_spooled 4.0" in metrics

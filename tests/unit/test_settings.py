@@ -58,7 +58,7 @@ def test_bad_files_name_the_key(tmp_path, text, message):
 
 
 def test_unknown_environment_key_is_an_error(tmp_path):
-    with pytest.raises(ConfigError, match="mqtt.bogus"):
+    with pytest.raises(ConfigError, match=r"mqtt\.bogus"):
         load_settings(write(tmp_path, ""), {"EDGE_AGENT_MQTT__BOGUS": "1"})
 
 
@@ -107,7 +107,9 @@ def test_fuzzed_values_are_accepted_or_named(tmp_path, field, value):
 
     literal = json.dumps(value) if not isinstance(value, bool) else str(value).lower()
     path = write(tmp_path, f"[{section}]\n{name} = {literal}\n")
+    message = ""
     try:
         load_settings(path)
     except ConfigError as e:
-        assert f"{section}.{name}" in str(e) or "not valid TOML" in str(e)
+        message = str(e)
+    assert not message or f"{section}.{name}" in message or "not valid TOML" in message

@@ -59,7 +59,7 @@ def test_unwritable_location_is_a_config_error(tmp_path):
 
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(ConfigError, match="spool.path"):
+    with pytest.raises(ConfigError, match=r"spool\.path"):
         ResultSpool(blocker / "s.db")
 
 
