@@ -41,7 +41,11 @@ def require(module: str, extra: str, purpose: str) -> None:
     """Raise MissingDependencyError with an install hint when `module` is absent."""
     import importlib.util
 
-    if importlib.util.find_spec(module) is None:
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken or blocked installation counts as missing
+        found = False
+    if not found:
         raise MissingDependencyError(
             f"{purpose} needs the Python package '{module}': pip install 'edge-agent[{extra}]'"
         )

@@ -55,16 +55,17 @@ def _random_point(rng: np.random.Generator, size: int, margin: float = 0.15) -> 
 def add_defect(rng: np.random.Generator, image: np.ndarray, tint: np.ndarray, kind: str) -> np.ndarray:
     """Draw one defect of `kind` into a gray image; returns the BGR float image."""
     size = image.shape[0]
-    scale = size / 128
-    strength = rng.uniform(0.35, 1.0)
+    # Below 128 px, defects shrink less than the image: a 2-px pit at 64 px is still a pit.
+    scale = max(size / 128, 0.8)
+    strength = rng.uniform(0.5, 1.0)
     mask = np.zeros_like(image)
     color = np.ones(3, dtype=np.float32)
     if kind == "scratch":
         x, y = _random_point(rng, size)
         length, angle = rng.uniform(0.3, 0.7) * size, rng.uniform(0, math.pi)
         end = (int(x + length * math.cos(angle)), int(y + length * math.sin(angle)))
-        cv2.line(mask, (x, y), end, 1.0, max(1, round(scale)), cv2.LINE_AA)
-        mask *= 0.16 * strength * (1 if rng.random() < 0.7 else -1)
+        cv2.line(mask, (x, y), end, 1.0, max(1, round(1.5 * scale)), cv2.LINE_AA)
+        mask *= 0.3 * strength * (1 if rng.random() < 0.7 else -1)
     elif kind == "crack":
         x, y = _random_point(rng, size)
         heading = rng.uniform(0, 2 * math.pi)
@@ -75,20 +76,20 @@ def add_defect(rng: np.random.Generator, image: np.ndarray, tint: np.ndarray, ki
             x, y = x + step * math.cos(heading), y + step * math.sin(heading)
             points.append((x, y))
         cv2.polylines(mask, [np.array(points, dtype=np.int32)], False, 1.0, max(1, round(1.5 * scale)), cv2.LINE_AA)
-        mask *= -0.3 * strength
+        mask *= -0.45 * strength
     elif kind == "stain":
         center = _random_point(rng, size)
         axes = (int(rng.uniform(6, 16) * scale), int(rng.uniform(4, 12) * scale))
         cv2.ellipse(mask, center, axes, rng.uniform(0, 180), 0, 360, 1.0, -1)
         blur = max(3, int(7 * scale)) | 1
-        mask = cv2.GaussianBlur(mask, (blur, blur), 0) * -0.12 * strength
+        mask = cv2.GaussianBlur(mask, (blur, blur), 0) * -0.2 * strength
         color = np.array([0.7, 0.95, 1.25], dtype=np.float32)  # brownish: less blue, more red (BGR)
     elif kind == "pit":
         center = _random_point(rng, size)
-        radius = max(1, int(rng.uniform(1.5, 4.0) * scale))
+        radius = max(2, int(rng.uniform(2.5, 5.0) * scale))
         cv2.circle(mask, center, radius + 1, 0.5, -1, cv2.LINE_AA)
         cv2.circle(mask, center, radius, -1.0, -1, cv2.LINE_AA)
-        mask *= 0.3 * strength
+        mask *= 0.45 * strength
     bgr = image[..., None] * tint[None, None, :]
     return bgr + mask[..., None] * color[None, None, :]
 
@@ -96,7 +97,7 @@ def add_defect(rng: np.random.Generator, image: np.ndarray, tint: np.ndarray, ki
 def render(rng: np.random.Generator, size: int, kind: str) -> np.ndarray:
     """One uint8 BGR image of class `kind` ('good' or a defect name)."""
     gray = surface(rng, size)
-    tint = rng.uniform(0.85, 1.15, 3).astype(np.float32)
+    tint = rng.uniform(0.9, 1.1, 3).astype(np.float32)
     bgr = gray[..., None] * tint[None, None, :] if kind == "good" else add_defect(rng, gray, tint, kind)
     return np.clip(bgr * 255.0, 0, 255).astype(np.uint8)
 

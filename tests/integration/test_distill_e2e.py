@@ -158,3 +158,75 @@ def test_bad_data_exits_2(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["trainer", "distill", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
     assert "unknown layout" in capsys.readouterr().err
+
+
+def test_tune_reports_every_candidate_and_trains_the_winner(tiny_data, tmp_path):
+    out = tmp_path / "tuned"
+    assert (
+        main(
+            [
+                "-q",
+                "trainer",
+                "distill",
+                str(tiny_data),
+                "--out",
+                str(out),
+                "--teacher-arch",
+                "resnet18",
+                "--epochs",
+                "2",
+                "--teacher-epochs",
+                "1",
+                "--image-size",
+                "32",
+                "--tune",
+                "--tune-budget",
+                "1",
+                "--unlabeled",
+                str(tiny_data / "val"),
+                "--baseline",
+                "--ship",
+                "best",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    report = json.loads((out / "report.json").read_text())
+    tuning = report["tuning"]
+    pairs = {(c["tau"], c["lam"]) for c in tuning["candidates"]}
+    assert (1.0, 0.0) in pairs  # no teacher is always a candidate
+    assert len(pairs) == 10
+    assert sum(c["outcome"] == "winner" for c in tuning["candidates"]) == 1
+    assert (report["tau"], report["lam"]) == (tuning["winner"]["tau"], tuning["winner"]["lam"])
+    assert "winner" in (out / "report.md").read_text() or "λ" in (out / "report.md").read_text()
+    assert report["shipped"] in ("student", "baseline")
+    assert report["verdict"]
+
+
+def test_unlabeled_rows_never_reach_the_task_loss(tiny_data):
+    """A teacher-labelled image must feed only the KD term: with λ = 0 unlabelled images change nothing."""
+    from edge_agent.trainer.distill import DistillOptions, prepare
+    from edge_agent.trainer.fit import FitConfig, fit
+    from edge_agent.trainer.models import create_model
+    from edge_agent.trainer.tensors import load_unlabeled
+
+    prep = prepare(DistillOptions(data=tiny_data, out=tiny_data / "x", image_size=32), torch.device("cpu"))
+    unlabeled = load_unlabeled(tiny_data / "val", prep.spec)
+
+    def train(extra):
+        torch.manual_seed(0)
+        model = create_model("mobilenet_v3_small", 5)
+        teacher = create_model("resnet18", 5)
+        fit(
+            model,
+            prep.train,
+            prep.val,
+            prep.norm,
+            FitConfig(epochs=1, lam=0.0, progress=False),
+            teacher=teacher,
+            unlabeled=extra,
+        )
+        return torch.cat([p.flatten() for p in model.parameters()])
+
+    assert torch.equal(train(None), train(unlabeled))
