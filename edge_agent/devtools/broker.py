@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -58,6 +59,8 @@ class PrivateBroker:
                 + ("allow_anonymous true\n" if "allow_anonymous" not in self.extra_conf else "")
                 + f"persistence true\npersistence_location {self.workdir}/\nautosave_interval 1\n"
                 + f"log_dest file {self.workdir}/mosquitto.log\n"
+                # As root, Mosquitto drops to user 'mosquitto', who cannot read our private temp files.
+                + ("user root\n" if os.geteuid() == 0 else "")
                 + self.extra_conf
             )
             return [str(self._mosquitto), "-c", str(conf)]

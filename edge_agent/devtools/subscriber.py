@@ -21,7 +21,9 @@ class Subscriber:
         protocol: str = "5",
         host: str = "127.0.0.1",
         on_result: Callable[[dict[str, Any]], None] | None = None,
-        **tls: Any,
+        ca_file: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
         self.prefix = prefix
         self.messages: list[tuple[str, bytes]] = []
@@ -38,6 +40,10 @@ class Subscriber:
         self.client.on_message = self._on_message
         self.client.on_disconnect = lambda *_: self.connected.clear()
         self.client.reconnect_delay_set(1, 1)
+        if ca_file:
+            self.client.tls_set(ca_certs=ca_file)
+        if username:
+            self.client.username_pw_set(username, password)
         self._host, self._port, self._proto = host, port, proto
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
