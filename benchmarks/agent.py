@@ -76,13 +76,11 @@ def run_agent(work: Path, broker: PrivateBroker, bundle: Path, source: str, coun
         f'[mqtt]\nport = {broker.port}\nprotocol = "{broker.protocol}"\ntopic_prefix = "{prefix}"\n'
         f'[spool]\npath = "{spool}"\nsync = "{sync}"\n[archive]\nsave = "none"\n[health]\nport = 0\n'
     )
-    arrivals: list[tuple[float, dict]] = []
-    subscriber = Subscriber(
-        broker.port, prefix, broker.protocol, on_result=lambda r: arrivals.append((time.time(), r))
-    ).start()
+    subscriber = Subscriber(broker.port, prefix, broker.protocol).start()
     subprocess.run([sys.executable, "-m", "edge_agent", "-q", "run", "--config", str(config)], check=True)
-    subscriber.wait_for(lambda s: len(s.results) >= count, timeout=60)
+    subscriber.wait_for(lambda s: len(s.arrivals) >= count, timeout=60)
     subscriber.stop()
+    arrivals = list(zip(subscriber.arrivals, subscriber.results, strict=True))
     times = [t for t, _ in arrivals]
     latencies = []
     for arrived, result in arrivals:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import signal
 import threading
@@ -18,7 +19,7 @@ from edge_agent.agent.pipeline import CaptureLoop, Counters, InferenceLoop, Insp
 from edge_agent.agent.sdnotify import notify, watchdog_interval_s
 from edge_agent.agent.settings import AgentSettings, read_password
 from edge_agent.capture.sources import FolderSource, Frame, capture_target
-from edge_agent.errors import EdgeAgentError
+from edge_agent.errors import ConfigError, EdgeAgentError
 from edge_agent.publish.mqtt_link import MqttLink, utc_now
 from edge_agent.publish.spool import ResultSpool
 from edge_agent.runtime.backends import create_backend, matching_engine
@@ -57,7 +58,9 @@ def open_inspector(settings: AgentSettings, path: Path) -> Inspector:
                 if model.backend == "tensorrt":
                     raise
                 log.warning("engine build failed (%s); using ONNX Runtime", e)
-    backend = create_backend(bundle, model.backend, max_batch=model.max_batch)
+    # The capture thread needs a core of its own: by default inference takes the others.
+    threads = model.threads or max(1, (os.cpu_count() or 1) - 1)
+    backend = create_backend(bundle, model.backend, max_batch=model.max_batch, threads=threads)
     return Inspector(bundle, backend, model.threshold)
 
 
@@ -90,7 +93,11 @@ class Agent:
         self.router.register("status", lambda args: self.stats())
         self.link.start()
         if s.health.port:
-            self.health = HealthServer(s.health.bind, s.health.port, self.healthz, self.stats)
+            try:
+                self.health = HealthServer(s.health.bind, s.health.port, self.healthz, self.stats)
+            except OSError as e:
+                self.link.stop("offline")
+                raise ConfigError(f"health.port {s.health.port} on {s.health.bind}: {e.strerror}") from e
             self.health.start()
         self.capture = CaptureLoop(s.camera, self.frames, self.stop_event, self.counters, self.triggers)
         self.inference = InferenceLoop(

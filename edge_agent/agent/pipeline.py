@@ -183,6 +183,64 @@ class InspectorSlot:
         log.info("model %s %s now in use", self.current.bundle.manifest.name, self.current.bundle.manifest.version)
 
 
+class SpoolWriter(threading.Thread):
+    """Commits results to the spool in groups, then wakes the sender.
+
+    A commit with synchronous=FULL waits for the disk; doing it here lets inference go on meanwhile, and
+    whatever queued up during one commit goes into the next (group commit). Nothing is published before
+    its commit.
+    """
+
+    def __init__(self, spool: ResultSpool, counters: Counters, publish: Any) -> None:
+        super().__init__(name="spool-writer", daemon=True)
+        self.spool = spool
+        self.counters = counters
+        self.publish = publish
+        self._queue: queue.Queue[list[dict[str, Any]] | None] = queue.Queue(maxsize=64)
+
+    def submit(self, results: list[dict[str, Any]]) -> None:
+        self._queue.put(results)
+
+    def close(self) -> None:
+        """Commit everything submitted so far, then stop."""
+        self._queue.put(None)
+        self.join()
+
+    def run(self) -> None:
+        closing = False
+        while not closing:
+            group = self._queue.get()
+            if group is None:
+                break
+            while True:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    closing = True
+                    break
+                group = group + more
+            self._commit(group)
+
+    def _commit(self, results: list[dict[str, Any]]) -> None:
+        try:
+            self.spool.put_many(results)
+            self.publish(None)
+        except SpoolError as e:
+            with self.counters.lock:
+                self.counters.spool_errors += len(results)
+            log.error("%s; sending %d result(s) without the spool", e, len(results))
+            self.publish(results)
+        stamp = time.monotonic()
+        with self.counters.lock:
+            c = self.counters
+            c.results += len(results)
+            c.failed += sum(1 for r in results if r["verdict"] == "fail")
+            c.passed += sum(1 for r in results if r["verdict"] == "pass")
+            c.result_times.extend([stamp] * len(results))
+
+
 class InferenceLoop(threading.Thread):
     """Micro-batches queued frames, inspects them, spools the results and wakes the MQTT sender."""
 
@@ -210,6 +268,7 @@ class InferenceLoop(threading.Thread):
         self.on_error = on_error  # callable(frame, message)
         self.heartbeat = time.monotonic()
         self.finished = threading.Event()
+        self.writer = SpoolWriter(spool, counters, publish)
 
     def _next_batch(self) -> tuple[list[Frame], bool]:
         first = self.frames.get(timeout=0.5)
@@ -227,6 +286,7 @@ class InferenceLoop(threading.Thread):
         return batch, False
 
     def run(self) -> None:
+        self.writer.start()
         try:
             while True:
                 self.heartbeat = time.monotonic()
@@ -240,6 +300,7 @@ class InferenceLoop(threading.Thread):
                 if ended:
                     break
         finally:
+            self.writer.close()
             self.finished.set()
 
     def process(self, frames: list[Frame]) -> None:
@@ -257,6 +318,11 @@ class InferenceLoop(threading.Thread):
         except (BackendError, BadInputError) as e:
             for frame in good:
                 self._error(frame, str(e))
+            return
+        except Exception as e:  # one bad batch must not stop the line; the frames are reported
+            log.exception("inspection failed for %d frame(s)", len(good))
+            for frame in good:
+                self._error(frame, f"{type(e).__name__}: {e}")
             return
         manifest = inspector.bundle.manifest
         model = {"name": manifest.name, "version": manifest.version, "sha256": inspector.bundle.model_sha256}
@@ -294,22 +360,9 @@ class InferenceLoop(threading.Thread):
             if frame.part_id:
                 result["part_id"] = frame.part_id
             results.append(result)
-        try:
-            self.spool.put_many(results)
-            self.publish(None)
-        except SpoolError as e:
-            with self.counters.lock:
-                self.counters.spool_errors += len(results)
-            log.error("%s; sending %d result(s) without the spool", e, len(results))
-            self.publish(results)
-        stamp = time.monotonic()
         with self.counters.lock:
-            c = self.counters
-            c.results += len(results)
-            c.failed += sum(1 for r in results if r["verdict"] == "fail")
-            c.passed += sum(1 for r in results if r["verdict"] == "pass")
-            c.inference_ms.extend([per_frame_infer] * len(results))
-            c.result_times.extend([stamp] * len(results))
+            self.counters.inference_ms.extend([per_frame_infer] * len(results))
+        self.writer.submit(results)
 
     def _error(self, frame: Frame, message: str) -> None:
         with self.counters.lock:

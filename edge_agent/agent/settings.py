@@ -57,6 +57,9 @@ class ModelSettings(Section):
     )
     threshold: float | None = Field(None, ge=0, le=1, description="override the bundle's defect-score threshold")
     max_batch: int = Field(8, ge=1, le=256, description="largest micro-batch when frames queue up")
+    threads: int = Field(
+        0, ge=0, le=256, description="CPU inference threads; 0 = one per core minus one for capture (at least 1)"
+    )
     models_dir: Path | None = Field(
         None, description="cmd/reload accepts bundles only inside this folder (default: the bundle's parent)"
     )

@@ -27,7 +27,10 @@ class Subscriber:
     ) -> None:
         self.prefix = prefix
         self.messages: list[tuple[str, bytes]] = []
-        self.results: list[dict[str, Any]] = []
+        self.arrivals: list[float] = []
+        self._raw_results: list[bytes] = []
+        self._parsed: list[dict[str, Any]] = []
+        self._result_topic = f"{prefix}/result"
         self.on_result = on_result
         self._lock = threading.RLock()
         self.connected = threading.Event()
@@ -52,13 +55,22 @@ class Subscriber:
             self.connected.set()
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        # Results are parsed lazily: a benchmark's subscriber must not eat the CPU the agent is measured on.
         with self._lock:
-            self.messages.append((message.topic, bytes(message.payload)))
-            if message.topic == f"{self.prefix}/result":
-                result = json.loads(message.payload)
-                self.results.append(result)
+            payload = bytes(message.payload)
+            self.messages.append((message.topic, payload))
+            if message.topic == self._result_topic:
+                self._raw_results.append(payload)
+                self.arrivals.append(time.time())
                 if self.on_result:
-                    self.on_result(result)
+                    self.on_result(self.results[-1])
+
+    @property
+    def results(self) -> list[dict[str, Any]]:
+        with self._lock:
+            while len(self._parsed) < len(self._raw_results):
+                self._parsed.append(json.loads(self._raw_results[len(self._parsed)]))
+            return self._parsed
 
     def start(self) -> Subscriber:
         if self._proto == mqtt.MQTTv5:

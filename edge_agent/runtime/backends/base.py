@@ -54,7 +54,9 @@ def matching_engine(bundle: ModelBundle) -> EngineEntry | None:
     return None
 
 
-def create_backend(bundle: ModelBundle, name: str = "auto", max_batch: int = 16, warmup: bool = True) -> Backend:
+def create_backend(
+    bundle: ModelBundle, name: str = "auto", max_batch: int = 16, warmup: bool = True, threads: int | None = None
+) -> Backend:
     """Open the named backend for the bundle; `auto` prefers a matching TensorRT engine."""
     if name not in BACKEND_NAMES:
         raise BadInputError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")
@@ -73,11 +75,11 @@ def create_backend(bundle: ModelBundle, name: str = "auto", max_batch: int = 16,
         else:
             from edge_agent.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
-            backend = OnnxRuntimeBackend(bundle, max_batch=max_batch)
+            backend = OnnxRuntimeBackend(bundle, max_batch=max_batch, threads=threads)
     else:
         from edge_agent.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
-        backend = OnnxRuntimeBackend(bundle, max_batch=max_batch)
+        backend = OnnxRuntimeBackend(bundle, max_batch=max_batch, threads=threads)
     log.info("backend %s chosen for %s", backend.name, bundle.path)
     if warmup:
         warm_up(backend, bundle)
