@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -29,6 +30,7 @@ RECIPES = {
     "KD tau=2 lam=0.5": {"tau": 2.0, "lam": 0.5},
     "KD tau=2 lam=1 + feature hint": {"tau": 2.0, "lam": 1.0, "feature_kd": True},
     "KD tau=2 lam=1 + unlabeled": {"tau": 2.0, "lam": 1.0, "unlabeled": True},
+    "KD tau=2 lam=1 + feature hint + unlabeled": {"tau": 2.0, "lam": 1.0, "feature_kd": True, "unlabeled": True},
 }
 
 
@@ -62,7 +64,9 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--recipe", action="append", help="run only these recipes (names as printed)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reuse-teacher", action="store_true", help="use WORK/run/teacher.pt from an earlier run")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")  # a line per epoch
     args.work.mkdir(parents=True, exist_ok=True)
     data = args.data
     if data is None:
@@ -83,6 +87,7 @@ def main() -> int:
         seed=args.seed,
         progress=False,
         work_dir=args.work / "run",
+        teacher=(args.work / "run" / "teacher.pt") if args.reuse_teacher else None,
     )
     device = torch.device("cpu")
     prep = prepare(base, device)

@@ -70,7 +70,7 @@ def int8_table(work: Path, data_size: int, epochs: int) -> list[dict]:
     from edge_agent.trainer.fit import FitConfig, fit
 
     data = work / "data"
-    write_dataset(data, per_class=60, image_size=data_size, seed=3)
+    write_dataset(data, per_class=120, image_size=data_size, seed=3)
     prep = prepare(DistillOptions(data=data, out=work / "x", image_size=data_size), torch.device("cpu"))
     splits = load_dataset(data)
     rows = []
@@ -101,7 +101,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--int8-epochs", type=int, default=8)
+    parser.add_argument("--int8-epochs", type=int, default=25)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     started = time.monotonic()

@@ -73,6 +73,8 @@ class MqttLink:
         if settings.username:
             self.client.username_pw_set(settings.username, password)
         self.client.reconnect_delay_set(min_delay=1, max_delay=10)
+        # paho's own default window is 20 in-flight messages; ours is the setting.
+        self.client.max_inflight_messages_set(settings.inflight)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish

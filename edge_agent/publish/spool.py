@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
@@ -31,12 +32,13 @@ class ResultSpool:
         self.path = path
         self.max_items = max_items
         self.dropped = 0
+        self._sync = "FULL" if sync == "full" else "NORMAL"
         self._lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
+            self._db.execute(f"PRAGMA synchronous={self._sync}")
             self._db.executescript(SCHEMA)
             row = self._db.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()
             self._last_seq = int(row[0]) if row else 0
@@ -101,6 +103,9 @@ class ResultSpool:
             return
         with self._lock:
             try:
+                # A delete lost in a power cut only means one more (de-duplicated) delivery, so it need
+                # not wait for the disk; inserts keep the configured durability.
+                self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.execute("BEGIN IMMEDIATE")
                 before = self._db.total_changes
                 self._db.executemany("DELETE FROM results WHERE seq = ?", keys)
@@ -110,6 +115,9 @@ class ResultSpool:
                 self._rollback()
                 log.error("spool %s: cannot delete acknowledged results (%s); they will be sent again", self.path, e)
                 return
+            finally:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute(f"PRAGMA synchronous={self._sync}")
             self._count -= removed
 
     def _rollback(self) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -62,6 +64,30 @@ def _accuracy(bundle: ModelBundle, model_file: str, paths: Sequence[Path], label
     return float((probs.argmax(1) == labels[kept]).mean())
 
 
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """ONNX Runtime's quantizer warns on the root logger; keep the user's terminal for our own lines."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _pre_processed(model: Path, out: Path) -> Path:
+    """Shape inference and graph fusion before quantization (ONNX Runtime's advice); needs `onnx`."""
+    try:
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        quant_pre_process(str(model), str(out), skip_symbolic_shape=True)
+        return out
+    except Exception as e:  # optional step: quantize the model as it is
+        log.debug("quantization pre-processing skipped: %s", e)
+        return model
+
+
 def quantize_bundle(
     bundle_dir: Path, splits: DatasetSplits, test_paths: Sequence[Path], calibration_images: int = 64
 ) -> dict[str, Any]:
@@ -72,16 +98,18 @@ def quantize_bundle(
     manifest = bundle.manifest
     calib = [s.path for s in splits.train[:: max(1, len(splits.train) // calibration_images)]][:calibration_images]
     batches = [preprocess([read_image(str(p))], manifest.input) for p in calib]
-    quantize_static(
-        str(bundle.onnx_path),
-        str(bundle_dir / INT8_FILE),
-        _CalibrationReader(batches),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.MinMax,
-    )
+    with tempfile.TemporaryDirectory() as tmp, _quiet_root_logger():
+        source = _pre_processed(bundle.onnx_path, Path(tmp) / "prep.onnx")
+        quantize_static(
+            str(source),
+            str(bundle_dir / INT8_FILE),
+            _CalibrationReader(batches),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
     manifest.files[INT8_FILE] = file_entry(bundle_dir / INT8_FILE)
     names = {s.path: splits.classes[s.label] for s in splits.test}
     labels = np.array([manifest.classes.index(names[p]) for p in test_paths])

@@ -75,28 +75,14 @@ def test_distill_writes_a_complete_bundle(tiny_data, tmp_path, capsys):
     assert evaluation["escape_rate"] == pytest.approx(report["student"]["escape_rate"], abs=0.005)
 
 
+def train_teacher(data, run) -> None:
+    args = ["-q", "trainer", "teacher", str(data), "--out", str(run), "--teacher-arch", "resnet18", "--epochs", "1"]
+    assert main([*args, "--image-size", "32", "--no-progress"]) == 0
+
+
 def test_teacher_then_distill_with_resume(tiny_data, tmp_path):
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "-q",
-                "trainer",
-                "teacher",
-                str(tiny_data),
-                "--out",
-                str(run),
-                "--teacher-arch",
-                "resnet18",
-                "--epochs",
-                "1",
-                "--image-size",
-                "32",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    train_teacher(tiny_data, run)
     assert (run / "teacher.pt").is_file()
     out = tmp_path / "bundle"
     args = [
@@ -125,26 +111,7 @@ def test_teacher_then_distill_with_resume(tiny_data, tmp_path):
 
 def test_export_checkpoint_to_bundle(tiny_data, tmp_path):
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "-q",
-                "trainer",
-                "teacher",
-                str(tiny_data),
-                "--out",
-                str(run),
-                "--teacher-arch",
-                "resnet18",
-                "--epochs",
-                "1",
-                "--image-size",
-                "32",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    train_teacher(tiny_data, run)
     out = tmp_path / "exported"
     assert main(["-q", "trainer", "export", str(run / "teacher.pt"), "--out", str(out), "--data", str(tiny_data)]) == 0
     from edge_agent.runtime.inspector import Inspector

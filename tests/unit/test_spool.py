@@ -81,3 +81,10 @@ def test_concurrent_writers_and_deleters(tmp_path):
     assert len(spool) == 300
     with sqlite3.connect(tmp_path / "s.db") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_inserts_keep_full_durability_after_deletes(tmp_path):
+    spool = ResultSpool(tmp_path / "s.db", sync="full")
+    spool.put_many(results(2))
+    spool.delete([1])
+    assert spool._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL

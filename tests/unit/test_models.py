@@ -1,0 +1,40 @@
+import urllib.error
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from edge_agent.errors import BadInputError  # noqa: E402
+from edge_agent.trainer.models import count_params, create_model, feature_channels  # noqa: E402
+
+
+def test_any_torchvision_classifier_by_name_with_our_head():
+    for arch in ("resnet18", "mobilenet_v3_small", "efficientnet_b0"):
+        model = create_model(arch, 5)
+        with torch.no_grad():
+            assert model.eval()(torch.zeros(1, 3, 32, 32)).shape == (1, 5)
+
+
+def test_default_student_is_ten_times_smaller_than_default_teacher():
+    assert count_params(create_model("resnet50", 5)) >= 10 * count_params(create_model("mobilenet_v3_small", 5))
+
+
+def test_unknown_architecture_is_bad_input():
+    with pytest.raises(BadInputError, match="unknown architecture"):
+        create_model("resnet5000", 5)
+
+
+def test_pretrained_offline_says_where_to_place_the_weights(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(BadInputError, match=r"download https://download\.pytorch\.org/.*resnet18.* place it as"):
+        create_model("resnet18", 5, pretrained=True)
+
+
+def test_feature_channels_of_the_hint_stage():
+    assert feature_channels(create_model("resnet18", 5), 32) == 512
+    assert feature_channels(create_model("mobilenet_v3_small", 5), 32) == 576
