@@ -201,3 +201,32 @@ def test_bad_bundle_and_bad_config_exit_2(broker, agent_config, tmp_path, tiny_d
     code, out = finish(start_agent(bad))
     assert code == 2
     assert "mqtt.port" in out
+
+
+def test_camera_that_vanishes_and_returns_is_reconnected(broker, agent_config, subscriber_for):
+    from edge_agent.devtools.broker import free_port
+
+    from .mjpeg import MjpegCamera
+
+    camera = MjpegCamera(free_port())
+    camera.plug_in()
+    sub = subscriber_for(broker)
+    config = agent_config(broker, camera.url, camera={"open_timeout_s": 1, "read_timeout_s": 1, "reconnect_max_s": 1})
+    process = start_agent(config)
+    try:
+        assert sub.wait_for(lambda s: len(s.results) >= 5, timeout=30)
+        camera.unplug()
+        time.sleep(3)
+        before = len(sub.results)
+        time.sleep(1)
+        assert len(sub.results) - before <= 2  # nothing flows while the camera is away
+        camera.plug_in()
+        returned = time.monotonic()
+        assert sub.wait_for(lambda s: len(s.results) >= before + 5, timeout=15)
+        assert time.monotonic() - returned < 5, "reconnect took longer than 5 s after the camera returned"
+    finally:
+        camera.unplug()
+        process.send_signal(signal.SIGTERM)
+        code, out = finish(process, timeout=30)
+    assert code == 0, out
+    assert "reconnecting" in out
