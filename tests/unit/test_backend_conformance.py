@@ -17,14 +17,25 @@ def reference_logits(bundle, batch):
     return session.run(None, {"images": batch})[0]
 
 
-def tensorrt_skip_reason(bundle):
+def tensorrt_skip_reason():
     from edge_agent.runtime.backends.tensorrt import device_identity
 
     if device_identity() is None:
         return "TensorRT backend: needs tensorrt + pycuda and a CUDA GPU (none on this machine)"
-    if matching_engine(bundle) is None:
-        return "TensorRT backend: no engine for this GPU in the bundle (run trainer build-engine)"
     return None
+
+
+@pytest.fixture(scope="session")
+def engine_bundle(tiny_bundle, tmp_path_factory):
+    """A copy of the tiny bundle with an FP16 engine built for this GPU (only where TensorRT runs)."""
+    import shutil
+
+    from edge_agent.runtime.engine_build import build_engine
+
+    target = tmp_path_factory.mktemp("engine") / "bundle"
+    shutil.copytree(tiny_bundle, target)
+    build_engine(target, precision="fp16", max_batch=8)
+    return target
 
 
 BACKENDS = ["onnxruntime", pytest.param("tensorrt", marks=[pytest.mark.gpu, pytest.mark.tensorrt])]
@@ -33,9 +44,12 @@ TOLERANCE = {"onnxruntime": 1e-4, "tensorrt": 2e-2}  # TensorRT engines run in F
 
 @pytest.fixture(params=BACKENDS)
 def backend(request, tiny_bundle):
-    bundle = load_bundle(tiny_bundle)
-    if request.param == "tensorrt" and (reason := tensorrt_skip_reason(bundle)):
-        pytest.skip(reason)
+    path = tiny_bundle
+    if request.param == "tensorrt":
+        if reason := tensorrt_skip_reason():
+            pytest.skip(reason)
+        path = request.getfixturevalue("engine_bundle")
+    bundle = load_bundle(path)
     runner = create_backend(bundle, request.param, max_batch=8)
     yield bundle, runner
     runner.close()
