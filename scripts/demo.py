@@ -86,6 +86,8 @@ def main() -> int:
         "--baseline",
         "--ship",
         "best",
+        "--max-escape",
+        "0.05",
         "--no-progress",
     )
 

@@ -11,31 +11,15 @@ pytestmark = pytest.mark.slow
 torch = pytest.importorskip("torch")
 
 
+def distill(data, out, flags: str, *extra: str) -> int:
+    """`trainer distill` on the tiny data at 32 px with a ResNet-18 teacher and 2 student epochs."""
+    base = ["-q", "trainer", "distill", str(data), "--out", str(out), "--teacher-arch", "resnet18"]
+    return main([*base, "--epochs", "2", "--image-size", "32", "--no-progress", *flags.split(), *extra])
+
+
 def test_distill_writes_a_complete_bundle(tiny_data, tmp_path, capsys):
     out = tmp_path / "bundle"
-    code = main(
-        [
-            "-q",
-            "trainer",
-            "distill",
-            str(tiny_data),
-            "--out",
-            str(out),
-            "--teacher-arch",
-            "resnet18",
-            "--epochs",
-            "2",
-            "--teacher-epochs",
-            "2",
-            "--image-size",
-            "32",
-            "--batch-size",
-            "16",
-            "--baseline",
-            "--no-progress",
-            "--feature-kd",
-        ]
-    )
+    code = distill(tiny_data, out, "--teacher-epochs 2 --batch-size 16 --baseline --feature-kd")
     assert code == 0
     for name in ("model.onnx", "manifest.json", "report.json", "report.md", "confusion.png", "curves.png"):
         assert (out / name).is_file(), name
@@ -129,36 +113,8 @@ def test_bad_data_exits_2(tmp_path, capsys):
 
 def test_tune_reports_every_candidate_and_trains_the_winner(tiny_data, tmp_path):
     out = tmp_path / "tuned"
-    assert (
-        main(
-            [
-                "-q",
-                "trainer",
-                "distill",
-                str(tiny_data),
-                "--out",
-                str(out),
-                "--teacher-arch",
-                "resnet18",
-                "--epochs",
-                "2",
-                "--teacher-epochs",
-                "1",
-                "--image-size",
-                "32",
-                "--tune",
-                "--tune-budget",
-                "1",
-                "--unlabeled",
-                str(tiny_data / "val"),
-                "--baseline",
-                "--ship",
-                "best",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    flags = "--teacher-epochs 1 --tune --tune-budget 1 --baseline --ship best --unlabeled"
+    assert distill(tiny_data, out, flags, str(tiny_data / "val")) == 0
     report = json.loads((out / "report.json").read_text())
     tuning = report["tuning"]
     pairs = {(c["tau"], c["lam"]) for c in tuning["candidates"]}
