@@ -87,13 +87,13 @@ def check_model(settings: object) -> list[Check]:
 
 
 def check_camera(settings: object) -> list[Check]:
+    from edge_agent.agent.pipeline import open_camera
     from edge_agent.agent.settings import AgentSettings
-    from edge_agent.capture.sources import open_source
 
     assert isinstance(settings, AgentSettings)
     camera = settings.camera
     try:
-        source = open_source(camera.source, open_timeout_s=camera.open_timeout_s, read_timeout_s=camera.read_timeout_s)
+        source = open_camera(camera)
         frame = source.read()
         source.close()
     except EdgeAgentError as e:

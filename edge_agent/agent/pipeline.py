@@ -16,7 +16,7 @@ import numpy as np
 
 from edge_agent.agent.archive import FrameArchive
 from edge_agent.agent.settings import CameraSettings
-from edge_agent.capture.sources import Frame, FrameSource, open_source
+from edge_agent.capture.sources import Frame, FrameSource, StreamOptions, open_source
 from edge_agent.errors import BackendError, BadInputError, CaptureError, ConfigError
 from edge_agent.publish.payloads import RESULT_SCHEMA
 from edge_agent.publish.spool import ResultSpool, SpoolError
@@ -55,6 +55,12 @@ class Counters:
         return float(np.percentile(values, 50)), float(np.percentile(values, 99))
 
 
+def open_camera(camera: CameraSettings) -> FrameSource:
+    """Open the configured source with the configured timeouts and frame size."""
+    options = StreamOptions(camera.open_timeout_s, camera.read_timeout_s, camera.width, camera.height)
+    return open_source(camera.source, loop=camera.loop, options=options)
+
+
 class CaptureLoop(threading.Thread):
     """Reads frames and queues them: drop-oldest for live cameras, blocking for files and folders."""
 
@@ -77,17 +83,6 @@ class CaptureLoop(threading.Thread):
         self.source: FrameSource | None = None
         self.fatal: Exception | None = None
 
-    def _open(self) -> FrameSource:
-        c = self.camera
-        return open_source(
-            c.source,
-            loop=c.loop,
-            open_timeout_s=c.open_timeout_s,
-            read_timeout_s=c.read_timeout_s,
-            width=c.width,
-            height=c.height,
-        )
-
     def run(self) -> None:
         backoff = 0.5
         next_due = time.monotonic()
@@ -96,7 +91,7 @@ class CaptureLoop(threading.Thread):
                 self.heartbeat = time.monotonic()
                 if self.source is None:
                     try:
-                        self.source = self._open()
+                        self.source = open_camera(self.camera)
                         self.state = "running"
                         backoff = 0.5
                         log.info("camera %s opened", self.camera.source)

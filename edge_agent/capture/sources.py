@@ -98,19 +98,21 @@ def capture_target(source: str) -> tuple[str | int, int, bool, str | None]:
     return str(path), cv2.CAP_FFMPEG, False, path.name
 
 
+@dataclass(frozen=True)
+class StreamOptions:
+    """How to open a VideoCapture stream: network timeouts and the frame size to ask a camera for."""
+
+    open_timeout_s: float = 5.0
+    read_timeout_s: float = 5.0
+    width: int | None = None
+    height: int | None = None
+
+
 class VideoCaptureSource:
     """OpenCV VideoCapture for device indexes, RTSP/HTTP streams, video files and gst: pipelines."""
 
-    def __init__(
-        self,
-        source: str,
-        *,
-        loop: bool = False,
-        open_timeout_s: float = 5.0,
-        read_timeout_s: float = 5.0,
-        width: int | None = None,
-        height: int | None = None,
-    ) -> None:
+    def __init__(self, source: str, *, loop: bool = False, options: StreamOptions | None = None) -> None:
+        options = options or StreamOptions()
         self.uri = source
         target, api, self.live, self._name = capture_target(source)
         self._loop = loop
@@ -119,18 +121,18 @@ class VideoCaptureSource:
             # Without these a stalled RTSP server blocks open() and read() for about 30 s.
             params = [
                 cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
-                int(open_timeout_s * 1000),
+                int(options.open_timeout_s * 1000),
                 cv2.CAP_PROP_READ_TIMEOUT_MSEC,
-                int(read_timeout_s * 1000),
+                int(options.read_timeout_s * 1000),
             ]
         self._capture = cv2.VideoCapture(target, api, params)
         if not self._capture.isOpened():
             self._capture.release()
             raise CaptureError(f"camera {source}: cannot open (check the address, cable, permissions)")
-        if width:
-            self._capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
-        if height:
-            self._capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+        if options.width:
+            self._capture.set(cv2.CAP_PROP_FRAME_WIDTH, options.width)
+        if options.height:
+            self._capture.set(cv2.CAP_PROP_FRAME_HEIGHT, options.height)
         self._index = 0
 
     def read(self) -> Frame | None:
@@ -149,20 +151,10 @@ class VideoCaptureSource:
         self._capture.release()
 
 
-def open_source(
-    source: str,
-    *,
-    loop: bool = False,
-    open_timeout_s: float = 5.0,
-    read_timeout_s: float = 5.0,
-    width: int | None = None,
-    height: int | None = None,
-) -> FrameSource:
+def open_source(source: str, *, loop: bool = False, options: StreamOptions | None = None) -> FrameSource:
     if source.startswith("dir:"):
         return FolderSource.folder(Path(source[4:]).expanduser(), loop)
     path = Path(source)
     if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
         return FolderSource([path], str(path), loop)
-    return VideoCaptureSource(
-        source, loop=loop, open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s, width=width, height=height
-    )
+    return VideoCaptureSource(source, loop=loop, options=options)

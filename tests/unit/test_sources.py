@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_agent.capture.sources import FolderSource, VideoCaptureSource, open_source
+from edge_agent.capture.sources import FolderSource, StreamOptions, VideoCaptureSource, open_source
 from edge_agent.errors import CaptureError, ConfigError
 
 
@@ -69,6 +69,6 @@ def test_silent_rtsp_server_times_out_instead_of_hanging():
     port = server.getsockname()[1]
     started = time.monotonic()
     with pytest.raises(CaptureError, match="cannot open"):
-        open_source(f"rtsp://127.0.0.1:{port}/x", open_timeout_s=1, read_timeout_s=1)
+        open_source(f"rtsp://127.0.0.1:{port}/x", options=StreamOptions(open_timeout_s=1, read_timeout_s=1))
     assert time.monotonic() - started < 15
     server.close()
