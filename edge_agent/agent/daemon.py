@@ -243,6 +243,7 @@ class Agent:
             "camera": self.capture.state,
             "mqtt_connected": self.link.connected.is_set(),
             "spooled": len(self.spool),
+            "spool_errors": self.counters.spool_errors,
             "mqtt_error": self.link.last_error,
         }
 

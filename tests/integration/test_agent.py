@@ -230,3 +230,30 @@ def test_camera_that_vanishes_and_returns_is_reconnected(broker, agent_config, s
         code, out = finish(process, timeout=30)
     assert code == 0, out
     assert "reconnecting" in out
+
+
+def test_disk_full_mid_run_is_loud_and_results_still_go_out(broker, agent_config, subscriber_for, tiny_data, tmp_path):
+    """The spool hits a file-size limit (like a full disk) mid-run: results are sent without it and counted."""
+    import os
+    import subprocess
+    import sys
+
+    folder = image_folder(tiny_data, tmp_path / "frames", 300)
+    sub = subscriber_for(broker)
+    config = agent_config(broker, f"dir:{folder}", mqtt={"stats_interval_s": 0.5})
+    # RLIMIT_FSIZE in 1 KiB blocks: SQLite's files cannot grow past it; SIGXFSZ ignored so writes fail instead.
+    command = f"trap '' XFSZ; ulimit -f 200; exec {sys.executable} -m edge_agent run --config {config}"
+    process = subprocess.Popen(
+        ["bash", "-c", command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    code, out = finish(process)
+    assert code == 0, out
+    assert "cannot store results" in out
+    assert sub.wait_for(lambda s: len(s.unique_seqs()) >= 300, timeout=20), (len(sub.unique_seqs()), out[-2000:])
+    stats = sub.topic_payloads("stats")
+    assert stats[-1]["spool_errors"] > 0
+    assert stats[-1]["results"] == 300
