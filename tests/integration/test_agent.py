@@ -257,3 +257,45 @@ def test_disk_full_mid_run_is_loud_and_results_still_go_out(broker, agent_config
     stats = sub.topic_payloads("stats")
     assert stats[-1]["spool_errors"] > 0
     assert stats[-1]["results"] == 300
+
+
+def test_reload_takes_only_verified_bundles_inside_the_models_dir(
+    broker, agent_config, subscriber_for, tiny_data, tiny_bundle, tmp_path
+):
+    import shutil
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny_bundle, models / "current")
+    shutil.copytree(tiny_bundle, models / "tampered")
+    onnx = models / "tampered" / "model.onnx"
+    data = bytearray(onnx.read_bytes())
+    data[-100] ^= 0x01
+    onnx.write_bytes(bytes(data))
+    folder = image_folder(tiny_data, tmp_path / "frames", 3)
+    sub = subscriber_for(broker)
+    config = agent_config(
+        broker,
+        f"dir:{folder}",
+        camera={"trigger": "mqtt", "loop": True},
+        model={"path": str(models / "current"), "models_dir": str(models)},
+    )
+    process = start_agent(config)
+    try:
+        assert sub.wait_for(lambda s: any(p["state"] == "online" for p in s.topic_payloads("status")), timeout=20)
+        time.sleep(0.5)
+        publish(broker, "edge-agent/it/cmd/reload", b'{"path": "tampered"}')
+        publish(broker, "edge-agent/it/cmd/reload", json.dumps({"path": str(tiny_bundle)}).encode())
+        publish(broker, "edge-agent/it/cmd/reload", b'{"path": "current"}')
+        assert sub.wait_for(lambda s: len(s.topic_payloads("cmd/reload/reply")) == 3, timeout=30)
+        tampered, outside, current = sub.topic_payloads("cmd/reload/reply")
+        assert not tampered["ok"]
+        assert "does not match" in tampered["error"]
+        assert not outside["ok"]
+        assert "inside" in outside["error"]
+        assert current["ok"]
+        publish(broker, "edge-agent/it/cmd/trigger", b"{}")
+        assert sub.wait_for(lambda s: len(s.results) == 1, timeout=20)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code, out = finish(process, timeout=30)
+    assert code == 0, out

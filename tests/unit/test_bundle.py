@@ -78,3 +78,14 @@ def test_wrong_class_count_is_refused_by_the_backend(bundle_copy):
     write_manifest(bundle_copy, manifest)
     with pytest.raises(ModelBundleError, match="class scores"):
         create_backend(load_bundle(bundle_copy), "onnxruntime")
+
+
+def test_manifest_input_size_the_model_does_not_take_is_refused(bundle_copy):
+    from edge_agent.runtime.backends import create_backend
+    from edge_agent.runtime.bundle import write_manifest
+
+    bundle = load_bundle(bundle_copy)
+    spec = bundle.manifest.input.model_copy(update={"size": (48, 48)})
+    write_manifest(bundle_copy, bundle.manifest.model_copy(update={"input": spec}))
+    with pytest.raises(ModelBundleError, match="does not take"):
+        create_backend(load_bundle(bundle_copy), "onnxruntime")

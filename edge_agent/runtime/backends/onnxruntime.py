@@ -50,8 +50,19 @@ class OnnxRuntimeBackend:
         if len(inputs) != 1 or len(outputs) != 1:
             raise ModelBundleError(f"{path}: expected one input and one output, got {len(inputs)}/{len(outputs)}")
         self._input, self._output = inputs[0].name, outputs[0].name
+        self._check_input(path, inputs[0].shape, self._size)
         self._check_classes(path, outputs[0].shape, len(bundle.manifest.classes))
         log.debug("onnxruntime session on %s with %s", path, self._session.get_providers())
+
+    @staticmethod
+    def _check_input(path: object, shape: list[object], size: tuple[int, int]) -> None:
+        """The manifest's input size must be one the network accepts (fixed dims must agree)."""
+        expected = [None, 3, *size]
+        fixed = [(dim, want) for dim, want in zip(shape, expected, strict=False) if isinstance(dim, int)]
+        if len(shape) != 4 or any(want is not None and dim != want for dim, want in fixed):
+            raise ModelBundleError(
+                f"{path}: input shape {shape} does not take the manifest's [N, 3, {size[0]}, {size[1]}]"
+            )
 
     @staticmethod
     def _check_classes(path: object, shape: list[object], n_classes: int) -> None:
