@@ -98,7 +98,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--bundle", type=Path, default=ROOT / "models" / "demo")
     parser.add_argument("--frames", type=int, default=1000)
-    parser.add_argument("--size", type=int, default=256, help="frame size in pixels")
+    parser.add_argument("--size", type=int, default=640, help="square frame size in pixels (640, a VGA-class camera)")
     parser.add_argument("--sync", default="full", choices=("full", "normal"), help="spool.sync")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
