@@ -51,14 +51,15 @@ def plot_curves(path: Path, histories: dict[str, list[dict[str, float]]]) -> Non
     import matplotlib.pyplot as plt
 
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
-    for name, history in histories.items():
+    for index, (name, history) in enumerate(histories.items()):
         if not history:
             continue
+        color = f"C{index}"  # one colour per model: solid = validation, dotted = training
         epochs = [h["epoch"] for h in history]
-        loss_ax.plot(epochs, [h["loss"] for h in history], label=f"{name} train")
-        loss_ax.plot(epochs, [h["val_loss"] for h in history], "--", label=f"{name} val (CE)")
-        acc_ax.plot(epochs, [h["val_accuracy"] for h in history], label=f"{name} val")
-        acc_ax.plot(epochs, [h["train_accuracy"] for h in history], ":", label=f"{name} train")
+        loss_ax.plot(epochs, [h["loss"] for h in history], ":", color=color, label=f"{name} train (total)")
+        loss_ax.plot(epochs, [h["val_loss"] for h in history], color=color, label=f"{name} val (CE)")
+        acc_ax.plot(epochs, [h["val_accuracy"] for h in history], color=color, label=f"{name} val")
+        acc_ax.plot(epochs, [h["train_accuracy"] for h in history], ":", color=color, label=f"{name} train")
     loss_ax.set_title("loss")
     acc_ax.set_title("accuracy")
     for ax in (loss_ax, acc_ax):
