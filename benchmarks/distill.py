@@ -31,6 +31,8 @@ RECIPES = {
     "KD tau=2 lam=1 + feature hint": {"tau": 2.0, "lam": 1.0, "feature_kd": True},
     "KD tau=2 lam=1 + unlabeled": {"tau": 2.0, "lam": 1.0, "unlabeled": True},
     "KD tau=2 lam=1 + feature hint + unlabeled": {"tau": 2.0, "lam": 1.0, "feature_kd": True, "unlabeled": True},
+    "baseline + mixup": {"lam": 0.0, "mixup": 0.4},
+    "function matching: KD tau=1 lam=2 + mixup": {"tau": 1.0, "lam": 2.0, "mixup": 0.4},
 }
 
 
@@ -128,7 +130,9 @@ def main() -> int:
     for name, recipe in RECIPES.items():
         if args.recipe and name not in args.recipe:
             continue
-        opts = DistillOptions(**{**base.__dict__, "feature_kd": recipe.get("feature_kd", False)})
+        opts = DistillOptions(
+            **{**base.__dict__, "feature_kd": recipe.get("feature_kd", False), "mixup": recipe.get("mixup", 0.0)}
+        )
         started = time.perf_counter()
         model, result = train_student(
             opts,

@@ -44,6 +44,9 @@ def register(commands: Any) -> None:
     distill.add_argument("--lam", type=float, default=1.0, help="weight λ of the distillation term (1; 0 = no teacher)")
     distill.add_argument("--feature-kd", action="store_true", help="also match features (FitNets hint, 1×1 adapter)")
     distill.add_argument("--hint-weight", type=float, default=1.0, help="weight of the feature hint (1)")
+    distill.add_argument(
+        "--mixup", type=float, default=0.0, help="mix image pairs with Beta(a, a) weights for the students (0 = off)"
+    )
     distill.add_argument("--baseline", action="store_true", help="also train the student without the teacher")
     distill.add_argument("--tune", action="store_true", help="choose τ and λ (λ = 0 included) on validation")
     distill.add_argument("--tune-budget", type=float, default=3.0, help="tuning cost in full student trainings (3)")
@@ -195,6 +198,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         tau=args.tau,
         lam=args.lam,
         feature_kd=args.feature_kd,
+        mixup=args.mixup,
         hint_weight=args.hint_weight,
         baseline=args.baseline,
         tune=args.tune,

@@ -41,6 +41,7 @@ class DistillOptions:
     lam: float = 1.0
     feature_kd: bool = False
     hint_weight: float = 1.0
+    mixup: float = 0.0
     seed: int = 0
     baseline: bool = False
     device: str = "auto"
@@ -167,6 +168,7 @@ def train_student(
         tau=tau,
         lam=lam,
         hint_weight=opts.hint_weight if (opts.feature_kd and teacher is not None) else 0.0,
+        mixup=opts.mixup,
         seed=opts.seed,
         progress=opts.progress,
     )

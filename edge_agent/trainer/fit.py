@@ -30,6 +30,7 @@ class FitConfig:
     tau: float = 4.0
     lam: float = 0.0
     hint_weight: float = 0.0
+    mixup: float = 0.0  # Beta(α, α) mixing of batch pairs; with a teacher this is "function matching"
     seed: int = 0
     augment: bool = True
     progress: bool = True
@@ -52,6 +53,15 @@ def predict_probs(model: nn.Module, images: torch.Tensor, norm: Normalizer, batc
         logits = model(norm(images[i : i + batch_size]))
         out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
     return np.concatenate(out)
+
+
+def mixup_pairs(n: int, alpha: float, generator: torch.Generator) -> tuple[float, torch.Tensor | None]:
+    """A mixing weight from Beta(α, α) and a partner for every row, or (1, None) when mixup is off."""
+    if alpha <= 0 or n < 2:
+        return 1.0, None
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    mix = float(np.random.default_rng(seed).beta(alpha, alpha))
+    return mix, torch.randperm(n, generator=generator)
 
 
 def _schedule(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -152,6 +162,11 @@ def fit(
                 if cfg.augment:
                     x01 = augment(x01, generator)
                 x, y = norm.unit(x01), labels[index].to(device)
+                mix, partner = mixup_pairs(len(index), cfg.mixup, generator)
+                if partner is not None:
+                    # Teacher and student see the same mixed image: the student matches the teacher's
+                    # function between training images, not only at them.
+                    x = mix * x + (1 - mix) * x[partner]
                 with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                     teacher_logits = None
                     if use_teacher and teacher is not None:
@@ -159,6 +174,10 @@ def fit(
                             teacher_logits = teacher(x)
                     logits = model(x)
                     parts = criterion(logits, teacher_logits, y)
+                    if partner is not None:
+                        # The KD term is the same for both labels, so mixing the two losses mixes only CE.
+                        other = criterion(logits, teacher_logits, y[partner])
+                        parts = {k: mix * parts[k] + (1 - mix) * other[k] for k in parts}
                     loss = parts["loss"]
                     if hint is not None and taps is not None:
                         hint_loss = hint(taps[0].value, taps[1].value)

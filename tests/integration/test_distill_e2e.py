@@ -19,7 +19,7 @@ def distill(data, out, flags: str, *extra: str) -> int:
 
 def test_distill_writes_a_complete_bundle(tiny_data, tmp_path, capsys):
     out = tmp_path / "bundle"
-    code = distill(tiny_data, out, "--teacher-epochs 2 --batch-size 16 --baseline --feature-kd")
+    code = distill(tiny_data, out, "--teacher-epochs 2 --batch-size 16 --baseline --feature-kd --mixup 0.4")
     assert code == 0
     for name in ("model.onnx", "manifest.json", "report.json", "report.md", "confusion.png", "curves.png"):
         assert (out / name).is_file(), name

@@ -83,3 +83,15 @@ def test_feature_hint_adapts_channels_and_size():
     loss = hint(torch.randn(2, 8, 4, 4), torch.randn(2, 16, 2, 2))
     assert loss.ndim == 0
     assert loss.item() > 0
+
+
+def test_mixup_pairs_off_and_on():
+    from edge_agent.trainer.fit import mixup_pairs
+
+    assert mixup_pairs(8, 0.0, torch.Generator().manual_seed(0)) == (1.0, None)
+    first = mixup_pairs(8, 0.4, torch.Generator().manual_seed(3))
+    again = mixup_pairs(8, 0.4, torch.Generator().manual_seed(3))
+    assert first[0] == again[0]
+    assert torch.equal(first[1], again[1])  # deterministic per seed
+    assert 0.0 <= first[0] <= 1.0
+    assert sorted(first[1].tolist()) == list(range(8))
