@@ -102,17 +102,16 @@ class CaptureLoop(threading.Thread):
                         backoff = min(backoff * 2, self.camera.reconnect_max_s)
                         continue
                 part_id: str | None = None
-                if self.camera.trigger == "mqtt":
-                    try:
-                        part_id = self.triggers.get(timeout=0.5) or ""
-                    except queue.Empty:
-                        continue
-                elif self.camera.fps > 0:
-                    delay = next_due - time.monotonic()
-                    if delay > 0 and self.stop_event.wait(delay):
-                        break
-                    next_due = max(next_due + 1.0 / self.camera.fps, time.monotonic() - 1.0)
                 try:
+                    if self.camera.trigger == "mqtt":
+                        part_id = self._wait_for_trigger(self.source)
+                        if part_id is None:
+                            continue
+                    elif self.camera.fps > 0:
+                        delay = next_due - time.monotonic()
+                        if delay > 0 and self.stop_event.wait(delay):
+                            break
+                        next_due = max(next_due + 1.0 / self.camera.fps, time.monotonic() - 1.0)
                     frame = self.source.read()
                 except CaptureError as e:
                     log.warning("%s; reconnecting", e)
@@ -134,6 +133,25 @@ class CaptureLoop(threading.Thread):
             if self.source is not None:
                 self.source.close()
             self._enqueue(END, live=False)
+
+    def _wait_for_trigger(self, source: FrameSource) -> str | None:
+        """Wait up to 0.5 s for a trigger ('' when it carried no part id), None when none came.
+
+        A live camera keeps producing frames meanwhile; they are dropped undecoded so that the frame
+        read after the trigger shows the part that is there now, not one from the driver's buffer.
+        """
+        deadline = time.monotonic() + 0.5
+        while True:
+            try:
+                return self.triggers.get_nowait() or ""
+            except queue.Empty:
+                pass
+            if time.monotonic() >= deadline or self.stop_event.is_set():
+                return None
+            if source.live:
+                source.skip()  # blocks for at most one frame interval (or the read timeout)
+            else:
+                self.stop_event.wait(0.02)
 
     def _enqueue(self, item: Frame | None, live: bool) -> None:
         if live:

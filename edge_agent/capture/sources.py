@@ -40,6 +40,10 @@ class FrameSource(Protocol):
         """The next frame; None at the end of a finite source. Raises CaptureError when the source is lost."""
         ...
 
+    def skip(self) -> None:
+        """Drop the next frame without decoding it (keeps a live source's buffers fresh between triggers)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -69,6 +73,9 @@ class FolderSource:
         except (BadInputError, OSError) as e:
             return Frame(None, index, ts, self.uri, path.name, error=f"{path.name}: {e}")
         return Frame(image, index, ts, self.uri, path.name)
+
+    def skip(self) -> None:
+        """Files are not live: nothing goes stale while waiting."""
 
     def close(self) -> None:
         self._files = []
@@ -146,6 +153,13 @@ class VideoCaptureSource:
             return None
         index, self._index = self._index, self._index + 1
         return Frame(image, index, time.time(), self.uri, self._name)
+
+    def skip(self) -> None:
+        if not self.live:
+            return
+        if not self._capture.grab():
+            raise CaptureError(f"camera {self.uri}: no frame (disconnected or stalled)")
+        self._index += 1
 
     def close(self) -> None:
         self._capture.release()

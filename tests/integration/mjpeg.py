@@ -10,12 +10,29 @@ import cv2
 import numpy as np
 
 
+def draw_number(image: np.ndarray, number: int) -> None:
+    """16 bits as black/white 8×8 blocks in the top two rows of blocks (they survive JPEG)."""
+    for bit in range(16):
+        row, col = divmod(bit, 8)
+        image[row * 8 : row * 8 + 8, col * 8 : col * 8 + 8] = 255 if (number >> bit) & 1 else 0
+
+
+def frame_number(image: np.ndarray) -> int:
+    number = 0
+    for bit in range(16):
+        row, col = divmod(bit, 8)
+        if image[row * 8 + 2 : row * 8 + 6, col * 8 + 2 : col * 8 + 6].mean() > 127:
+            number |= 1 << bit
+    return number
+
+
 class MjpegCamera:
     def __init__(self, port: int, fps: float = 20.0) -> None:
         self.port = port
         self.fps = fps
         self._server: ThreadingHTTPServer | None = None
         self._live = threading.Event()
+        self.counter = 0  # frames sent so far; each frame shows its number (see frame_number)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         camera = self
@@ -29,6 +46,8 @@ class MjpegCamera:
                 try:
                     while camera._live.is_set():
                         image = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+                        draw_number(image, camera.counter)
+                        camera.counter += 1
                         jpeg = cv2.imencode(".jpg", image)[1].tobytes()
                         self.wfile.write(
                             b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "

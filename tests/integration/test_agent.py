@@ -299,3 +299,35 @@ def test_reload_takes_only_verified_bundles_inside_the_models_dir(
         process.send_signal(signal.SIGTERM)
         code, out = finish(process, timeout=30)
     assert code == 0, out
+
+
+def test_trigger_inspects_the_frame_of_now_not_a_buffered_one(broker, agent_config, subscriber_for, tmp_path):
+    import cv2
+
+    from edge_agent.devtools.broker import free_port
+
+    from .mjpeg import MjpegCamera, frame_number
+
+    camera = MjpegCamera(free_port(), fps=30)
+    camera.plug_in()
+    sub = subscriber_for(broker)
+    config = agent_config(
+        broker,
+        camera.url,
+        camera={"trigger": "mqtt", "open_timeout_s": 2, "read_timeout_s": 2},
+        archive={"save": "all"},
+    )
+    process = start_agent(config)
+    try:
+        assert sub.wait_for(lambda s: any(p["state"] == "online" for p in s.topic_payloads("status")), timeout=20)
+        time.sleep(3)  # ~90 frames arrive while nobody asks for one
+        sent_before_trigger = camera.counter
+        publish(broker, "edge-agent/it/cmd/trigger", b'{"part_id": "P-1"}')
+        assert sub.wait_for(lambda s: len(s.results) == 1, timeout=20)
+        image = cv2.imread(sub.results[0]["image"])
+        assert frame_number(image) >= sent_before_trigger - 2  # at most a frame in flight, never a stale one
+    finally:
+        camera.unplug()
+        process.send_signal(signal.SIGTERM)
+        code, out = finish(process, timeout=30)
+    assert code == 0, out
