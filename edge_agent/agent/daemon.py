@@ -15,12 +15,13 @@ from edge_agent import __version__
 from edge_agent.agent.archive import FrameArchive
 from edge_agent.agent.commands import CommandError, CommandRouter, only_keys, optional_str
 from edge_agent.agent.health import HealthServer
-from edge_agent.agent.pipeline import CaptureLoop, Counters, InferenceLoop, InspectorSlot, iso_utc
+from edge_agent.agent.pipeline import CaptureLoop, Counters, InferenceLoop, InspectorSlot
 from edge_agent.agent.sdnotify import notify, watchdog_interval_s
 from edge_agent.agent.settings import AgentSettings, read_password
 from edge_agent.capture.sources import FolderSource, Frame, capture_target
 from edge_agent.errors import ConfigError, EdgeAgentError
-from edge_agent.publish.mqtt_link import MqttLink, utc_now
+from edge_agent.publish.mqtt_link import MqttLink
+from edge_agent.publish.payloads import iso_utc, utc_now
 from edge_agent.publish.spool import ResultSpool
 from edge_agent.runtime.backends import create_backend, matching_engine
 from edge_agent.runtime.bundle import load_bundle
@@ -36,8 +37,8 @@ def check_source(source: str) -> None:
     """Catch a camera.source that can never work (missing file or folder) at start, as a config error."""
     if source.startswith("dir:"):
         FolderSource.folder(Path(source[4:]).expanduser(), loop=False).close()
-    elif not source.isdigit() and not source.startswith(("gst:", "rtsp://", "rtsps://", "http://", "https://")):
-        capture_target(source)
+    else:
+        capture_target(source)  # classifies without opening; a missing file is a ConfigError
 
 
 def open_inspector(settings: AgentSettings, path: Path) -> Inspector:

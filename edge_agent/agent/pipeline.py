@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import queue
 import threading
@@ -18,7 +17,7 @@ from edge_agent.agent.archive import FrameArchive
 from edge_agent.agent.settings import CameraSettings
 from edge_agent.capture.sources import Frame, FrameSource, StreamOptions, open_source
 from edge_agent.errors import BackendError, BadInputError, CaptureError, ConfigError
-from edge_agent.publish.payloads import RESULT_SCHEMA
+from edge_agent.publish.payloads import RESULT_SCHEMA, iso_utc
 from edge_agent.publish.spool import ResultSpool, SpoolError
 from edge_agent.runtime.inspector import Inspector
 
@@ -175,10 +174,6 @@ class CaptureLoop(threading.Thread):
                     return
 
 
-def iso_utc(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class InspectorSlot:
     """The inspector in use, and one waiting to replace it between batches (reload)."""
 
@@ -273,11 +268,9 @@ class InferenceLoop(threading.Thread):
         self.frames = frames
         self.slot = slot
         self.station = station
-        self.spool = spool
         self.archive = archive
         self.counters = counters
         self.max_batch = max_batch
-        self.publish = publish  # link.notify-like callable taking the stored results (or None)
         self.on_error = on_error  # callable(frame, message)
         self.heartbeat = time.monotonic()
         self.finished = threading.Event()
@@ -344,9 +337,10 @@ class InferenceLoop(threading.Thread):
         results = []
         for frame, verdict in zip(good, verdicts, strict=True):
             result_id = uuid.uuid4().hex
+            captured = iso_utc(frame.ts)
             image_path = None
             if self.archive.enabled and self.archive.wants(verdict.verdict) and frame.image is not None:
-                path = self.archive.path_for(result_id, iso_utc(frame.ts)[:10], verdict.verdict)
+                path = self.archive.path_for(result_id, captured[:10], verdict.verdict)
                 if self.archive.save(path, frame.image):
                     image_path = str(path)
             result: dict[str, Any] = {
@@ -354,7 +348,7 @@ class InferenceLoop(threading.Thread):
                 "id": result_id,
                 "seq": 0,
                 "station": self.station,
-                "ts": iso_utc(frame.ts),
+                "ts": captured,
                 "verdict": verdict.verdict,
                 "label": verdict.label,
                 "confidence": round(verdict.confidence, 6),

@@ -7,7 +7,6 @@ oldest row, so an outage or a restart loses nothing (at-least-once; MES de-dupli
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import queue
@@ -21,15 +20,12 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.agent.settings import MqttSettings
+from edge_agent.publish.payloads import utc_now
 from edge_agent.publish.spool import ResultSpool
 
 log = logging.getLogger(__name__)
 
 CommandHandler = Callable[[str, bytes], None]
-
-
-def utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class MqttLink:

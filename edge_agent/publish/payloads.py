@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 RESULT_SCHEMA = "edge-agent/result/1"
+
+
+def iso_utc(ts: float) -> str:
+    """The `ts` format of every payload: ISO 8601, UTC, milliseconds, with a Z."""
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def utc_now() -> str:
+    return iso_utc(time.time())
 
 
 class Payload(BaseModel):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import numpy as np
 
 from edge_agent.data.layout import DatasetSplits
 from edge_agent.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from edge_agent.runtime.bench import measure
 from edge_agent.runtime.bundle import ModelBundle, file_entry, load_bundle, write_manifest
 from edge_agent.runtime.evaluate import bundle_probabilities
 from edge_agent.runtime.inspector import Inspector
@@ -48,14 +48,7 @@ class _CalibrationReader:
 
 def median_latency_ms(backend: OnnxRuntimeBackend, size: tuple[int, int], runs: int = 60) -> float:
     batch = np.random.default_rng(0).standard_normal((1, 3, *size)).astype(np.float32)
-    for _ in range(5):
-        backend.infer(batch)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        backend.infer(batch)
-        times.append((time.perf_counter() - start) * 1000.0)
-    return float(np.median(times))
+    return measure(backend.infer, batch, seconds=0.0, min_runs=runs)["p50_ms"]
 
 
 def _accuracy(bundle: ModelBundle, model_file: str, paths: Sequence[Path], labels: np.ndarray) -> float:
