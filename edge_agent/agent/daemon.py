@@ -87,7 +87,7 @@ class Agent:
         self.link = MqttLink(
             s.mqtt, s.station.id, s.topic_prefix, self.spool, read_password(s.mqtt), on_command=self._queue_command
         )
-        self._describe_model()
+        self._describe_model(inspector)
         self.router = CommandRouter(lambda name, body: self.link.publish_json(name, body, qos=1), utc_now)
         self.router.register("trigger", self._cmd_trigger)
         self.router.register("reload", self._cmd_reload)
@@ -126,8 +126,8 @@ class Agent:
             s.topic_prefix,
         )
 
-    def _describe_model(self) -> None:
-        inspector = self.slot.current
+    def _describe_model(self, inspector: Inspector) -> None:
+        """What the retained `online` status says about the model (sent again on every reconnect)."""
         manifest = inspector.bundle.manifest
         self.link.online_extra = {
             "version": __version__,
@@ -199,6 +199,7 @@ class Agent:
             raise CommandError(f"reload refused, the current model stays: {e}") from e
         with self.slot.lock:
             self.slot.pending = inspector
+        self._describe_model(inspector)
         manifest = inspector.bundle.manifest
         log.info("reload: %s %s verified and warmed up", manifest.name, manifest.version)
         return {"path": str(resolved), "name": manifest.name, "version": manifest.version}
