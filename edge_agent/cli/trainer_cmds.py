@@ -47,6 +47,13 @@ def register(commands: Any) -> None:
     distill.add_argument(
         "--mixup", type=float, default=0.0, help="mix image pairs with Beta(a, a) weights for the students (0 = off)"
     )
+    distill.add_argument(
+        "--teacher-views",
+        type=int,
+        default=0,
+        help="run the teacher once on N augmented views of each image and reuse its outputs "
+        "(0 = run it on every batch; ignored with --mixup/--feature-kd)",
+    )
     distill.add_argument("--baseline", action="store_true", help="also train the student without the teacher")
     distill.add_argument("--tune", action="store_true", help="choose τ and λ (λ = 0 included) on validation")
     distill.add_argument("--tune-budget", type=float, default=3.0, help="tuning cost in full student trainings (3)")
@@ -190,6 +197,10 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
     positive("--teacher-epochs", args.teacher_epochs)
     positive("--tau", args.tau)
+    if args.teacher_views < 0:
+        from edge_agent.errors import BadInputError
+
+        raise BadInputError(f"--teacher-views must be 0 or more, got {args.teacher_views}")
     opts = distill_options(
         args,
         student_arch=args.student_arch,
@@ -199,6 +210,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         lam=args.lam,
         feature_kd=args.feature_kd,
         mixup=args.mixup,
+        teacher_views=args.teacher_views,
         hint_weight=args.hint_weight,
         baseline=args.baseline,
         tune=args.tune,

@@ -19,6 +19,7 @@ from edge_agent.trainer.checkpoint import load_model, save_model
 from edge_agent.trainer.fit import FitConfig, FitResult, fit, predict_probs
 from edge_agent.trainer.models import IMAGENET_MEAN, IMAGENET_STD, count_params, create_model
 from edge_agent.trainer.report import write_report
+from edge_agent.trainer.teacher_cache import TeacherViews, compute_teacher_views
 from edge_agent.trainer.tensors import ImageSet, Normalizer, load_images, load_unlabeled
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class DistillOptions:
     feature_kd: bool = False
     hint_weight: float = 1.0
     mixup: float = 0.0
+    teacher_views: int = 0
     seed: int = 0
     baseline: bool = False
     device: str = "auto"
@@ -158,6 +160,7 @@ def train_student(
     label: str,
     epochs: int | None = None,
     unlabeled: ImageSet | None = None,
+    teacher_views: TeacherViews | None = None,
 ) -> tuple[nn.Module, FitResult]:
     torch.manual_seed(opts.seed + 1)
     model = create_model(opts.student_arch, len(prep.splits.classes))
@@ -180,6 +183,7 @@ def train_student(
         cfg,
         teacher=teacher,
         unlabeled=unlabeled,
+        teacher_views=teacher_views,
         checkpoint=work / f"{label}-last.pt",
         resume=opts.resume,
         label=label,
@@ -205,6 +209,19 @@ def teacher_labelled(opts: DistillOptions, prep: Prepared, teacher: nn.Module) -
     return ImageSet(images.images[keep], images.labels[keep], images.paths, images.skipped)
 
 
+def cache_teacher(
+    opts: DistillOptions, prep: Prepared, teacher: nn.Module, unlabeled: ImageSet | None
+) -> TeacherViews | None:
+    """The teacher's outputs on `--teacher-views` augmented views of every image, or None (run it per batch)."""
+    if opts.teacher_views <= 0:
+        return None
+    if opts.mixup > 0 or opts.feature_kd:
+        log.warning("--teacher-views ignored: --mixup and --feature-kd need the teacher on every batch")
+        return None
+    images = prep.train.images if unlabeled is None else torch.cat([prep.train.images, unlabeled.images])
+    return compute_teacher_views(teacher, images, prep.norm, opts.teacher_views, opts.seed)
+
+
 def run_distill(opts: DistillOptions) -> dict[str, Any]:
     """The whole workstation job; returns report.json's content."""
     device = pick_device(opts.device)
@@ -213,13 +230,16 @@ def run_distill(opts: DistillOptions) -> dict[str, Any]:
     prep = prepare(opts, device)
     teacher, teacher_arch, teacher_fit = train_teacher(opts, prep, work)
     unlabeled = teacher_labelled(opts, prep, teacher)
+    views = cache_teacher(opts, prep, teacher, unlabeled)
     tau, lam, tuning = opts.tau, opts.lam, None
     if opts.tune:
         from edge_agent.trainer.tune import tune_tau_lambda
 
-        tuning = tune_tau_lambda(opts, prep, work, teacher, unlabeled)
+        tuning = tune_tau_lambda(opts, prep, work, teacher, unlabeled, views)
         tau, lam = tuning["winner"]["tau"], tuning["winner"]["lam"]
-    student, student_fit = train_student(opts, prep, work, teacher, tau, lam, "student", unlabeled=unlabeled)
+    student, student_fit = train_student(
+        opts, prep, work, teacher, tau, lam, "student", unlabeled=unlabeled, teacher_views=views
+    )
     models: dict[str, tuple[nn.Module, str, FitResult | None]] = {
         "teacher": (teacher, teacher_arch, teacher_fit),
         "student": (student, opts.student_arch, student_fit),

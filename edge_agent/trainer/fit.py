@@ -16,7 +16,8 @@ from torch import nn
 
 from edge_agent.trainer.losses import DistillationLoss, FeatureHintLoss
 from edge_agent.trainer.models import feature_channels, feature_module, recalibrate_batchnorm
-from edge_agent.trainer.tensors import ImageSet, Normalizer, augment, to_unit
+from edge_agent.trainer.teacher_cache import TeacherViews
+from edge_agent.trainer.tensors import ImageSet, Normalizer, apply_augment, augment, to_unit
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +102,15 @@ def fit(
     *,
     teacher: nn.Module | None = None,
     unlabeled: ImageSet | None = None,
+    teacher_views: TeacherViews | None = None,
     checkpoint: Path | None = None,
     resume: bool = False,
     label: str = "model",
 ) -> FitResult:
-    """Train `model` (optionally distilling from `teacher`); keep the weights of the best val epoch."""
+    """Train `model` (optionally distilling from `teacher`); keep the weights of the best val epoch.
+
+    `teacher_views` (see teacher_cache) replaces running the teacher on every batch; it must cover the
+    training images followed by the unlabelled ones, and is ignored without a teacher."""
     device = norm.mean.device
     model.to(device)
     use_teacher = teacher is not None and (cfg.lam > 0 or cfg.hint_weight > 0)
@@ -122,6 +127,9 @@ def fit(
     if use_teacher and unlabeled is not None and cfg.lam > 0:
         images = torch.cat([images, unlabeled.images])
         labels = torch.cat([labels, torch.full((len(unlabeled),), -1, dtype=torch.long)])
+    cached = teacher_views if use_teacher and cfg.lam > 0 and hint is None and cfg.mixup <= 0 else None
+    if cached is not None and len(cached) != len(images):
+        raise ValueError(f"teacher_views cover {len(cached)} images, training uses {len(images)}")
     params = list(model.parameters()) + (list(hint.parameters()) if hint else [])
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, len(images) // cfg.batch_size)
@@ -159,7 +167,12 @@ def fit(
             for step in batches:
                 index = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
                 x01 = to_unit(images[index].to(device))
-                if cfg.augment:
+                cached_logits = None
+                if cached is not None:
+                    view, cached_logits = cached.pick(index, generator)
+                    x01 = apply_augment(x01, view)
+                    cached_logits = cached_logits.to(device)
+                elif cfg.augment:
                     x01 = augment(x01, generator)
                 x, y = norm.unit(x01), labels[index].to(device)
                 mix, partner = mixup_pairs(len(index), cfg.mixup, generator)
@@ -168,8 +181,8 @@ def fit(
                     # function between training images, not only at them.
                     x = mix * x + (1 - mix) * x[partner]
                 with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                    teacher_logits = None
-                    if use_teacher and teacher is not None:
+                    teacher_logits = cached_logits
+                    if teacher_logits is None and use_teacher and teacher is not None:
                         with torch.no_grad():
                             teacher_logits = teacher(x)
                     logits = model(x)

@@ -16,32 +16,41 @@ def plot_confusions(path: Path, evaluations: dict[str, dict[str, Any]]) -> None:
     import matplotlib.pyplot as plt
 
     names = list(evaluations)
-    fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 4.2), squeeze=False)
-    for ax, name in zip(axes[0], names, strict=True):
+    moved = "student" in evaluations and "baseline" in evaluations
+    panels = len(names) + int(moved)
+    fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 4.2), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=False):
         ev = evaluations[name]
         matrix = np.asarray(ev["confusion"], dtype=float)
         rows = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
         ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
-        classes = ev["classes"]
-        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-        ax.set_yticks(range(len(classes)), classes)
-        for i in range(len(classes)):
-            for j in range(len(classes)):
-                ax.text(
-                    j,
-                    i,
-                    int(matrix[i, j]),
-                    ha="center",
-                    va="center",
-                    color="white" if rows[i, j] > 0.6 else "black",
-                    fontsize=8,
-                )
+        _annotate(ax, ev["classes"], matrix.astype(int), rows > 0.6)
         ax.set_title(f"{name}: acc {ev['accuracy']:.1%}, escape {ev['escape_rate']:.1%}")
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
+    if moved:
+        # Where distillation moved errors: student − baseline counts. Red = worse (more off-diagonal
+        # mistakes, fewer correct), green = better; the number is the signed change in images.
+        diff = np.asarray(evaluations["student"]["confusion"]) - np.asarray(evaluations["baseline"]["confusion"])
+        harm = np.where(np.eye(len(diff), dtype=bool), -diff, diff).astype(float)
+        limit = max(1.0, float(np.abs(harm).max()))
+        ax = axes[0][-1]
+        ax.imshow(harm, cmap="RdYlGn_r", vmin=-limit, vmax=limit)
+        _annotate(ax, evaluations["student"]["classes"], diff, np.zeros_like(harm, dtype=bool), signed=True)
+        ax.set_title("student − baseline (green = better)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _annotate(ax: Any, classes: list[str], counts: np.ndarray, dark: np.ndarray, signed: bool = False) -> None:
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            value = int(counts[i, j])
+            text = (f"{value:+d}" if value else "0") if signed else str(value)
+            ax.text(j, i, text, ha="center", va="center", color="white" if dark[i, j] else "black", fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
 
 
 def plot_curves(path: Path, histories: dict[str, list[dict[str, float]]]) -> None:

@@ -77,28 +77,47 @@ class Normalizer:
         return (batch01 - self.mean) * self.inv_std
 
 
-def augment(batch: torch.Tensor, generator: torch.Generator, max_degrees: float = 10.0) -> torch.Tensor:
-    """Surface-inspection augmentation on float NCHW in 0..1: flips, 90° turns, small rotations,
-    brightness and contrast. Defects have no preferred orientation; their look must not change."""
-    n = batch.shape[0]
-    device = batch.device
+AUGMENT_PARAMS = 6  # flip x, flip y, transpose, angle (rad), brightness, contrast
 
-    def coin() -> torch.Tensor:
-        return (torch.rand(n, generator=generator) < 0.5).to(device).view(n, 1, 1, 1)
 
-    batch = torch.where(coin(), batch.flip(3), batch)
-    batch = torch.where(coin(), batch.flip(2), batch)
-    if batch.shape[2] == batch.shape[3]:
-        batch = torch.where(coin(), batch.transpose(2, 3), batch)
+def sample_augment(n: int, generator: torch.Generator, square: bool = True, max_degrees: float = 10.0) -> torch.Tensor:
+    """Random augmentation parameters for `n` images, one row each (see `apply_augment`)."""
+    flips = (torch.rand(n, 3, generator=generator) < 0.5).float()
+    if not square:
+        flips[:, 2] = 0.0
     angles = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(max_degrees)
-    cos, sin = torch.cos(angles), torch.sin(angles)
-    theta = torch.stack([torch.stack([cos, -sin, torch.zeros(n)], 1), torch.stack([sin, cos, torch.zeros(n)], 1)], 1)
-    grid = F.affine_grid(theta.to(device), list(batch.shape), align_corners=False)
+    brightness = (torch.rand(n, generator=generator) * 2 - 1) * 0.12
+    contrast = 0.85 + torch.rand(n, generator=generator) * 0.3
+    return torch.cat([flips, angles[:, None], brightness[:, None], contrast[:, None]], dim=1)
+
+
+def apply_augment(batch: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """Surface-inspection augmentation on float NCHW in 0..1: flips, 90° turns, small rotations,
+    brightness and contrast. Defects have no preferred orientation; their look must not change.
+
+    Parameters are explicit so that a view can be rebuilt exactly, e.g. to reuse the teacher's cached
+    output on it."""
+    n = batch.shape[0]
+    p = params.to(batch.device)
+
+    def where(column: int, changed: torch.Tensor, unchanged: torch.Tensor) -> torch.Tensor:
+        return torch.where(p[:, column].view(n, 1, 1, 1) > 0.5, changed, unchanged)
+
+    batch = where(0, batch.flip(3), batch)
+    batch = where(1, batch.flip(2), batch)
+    if batch.shape[2] == batch.shape[3]:
+        batch = where(2, batch.transpose(2, 3), batch)
+    cos, sin, zero = torch.cos(p[:, 3]), torch.sin(p[:, 3]), torch.zeros_like(p[:, 3])
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
     batch = F.grid_sample(batch, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    brightness = ((torch.rand(n, generator=generator) * 2 - 1) * 0.12).to(device).view(n, 1, 1, 1)
-    contrast = (0.85 + torch.rand(n, generator=generator) * 0.3).to(device).view(n, 1, 1, 1)
     mean = batch.mean(dim=(1, 2, 3), keepdim=True)
-    return ((batch - mean) * contrast + mean + brightness).clamp(0.0, 1.0)
+    return ((batch - mean) * p[:, 5].view(n, 1, 1, 1) + mean + p[:, 4].view(n, 1, 1, 1)).clamp(0.0, 1.0)
+
+
+def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Augment a float NCHW batch in 0..1 with freshly drawn parameters."""
+    return apply_augment(batch, sample_augment(batch.shape[0], generator, square=batch.shape[2] == batch.shape[3]))
 
 
 def to_unit(images_uint8: torch.Tensor) -> torch.Tensor:

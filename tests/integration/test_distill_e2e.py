@@ -153,3 +153,53 @@ def test_unlabeled_rows_never_reach_the_task_loss(tiny_data):
         return torch.cat([p.flatten() for p in model.parameters()])
 
     assert torch.equal(train(None), train(unlabeled))
+
+
+def write_easy_parts(root, seed: int) -> None:
+    """Three classes a small student learns in a few epochs at 32 px: good, stain (darker), scratch (a line)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", 60), ("val", 60), ("test", 10)):
+        for kind in ("good", "stain", "scratch"):
+            folder = root / split / kind
+            folder.mkdir(parents=True)
+            for i in range(count):
+                gray = rng.normal(128, 20, (32, 32))
+                if kind == "stain":
+                    gray -= 60
+                if kind == "scratch":
+                    row = rng.integers(4, 28)
+                    gray[row : row + 3] += 90
+                cv2.imwrite(str(folder / f"{i}.png"), np.clip(gray, 0, 255).astype(np.uint8))
+
+
+def test_tune_picks_no_teacher_when_the_teacher_learned_shuffled_labels(tmp_path):
+    """A teacher that memorised shuffled labels is useless; `--tune` must fall back to λ = 0 and say why."""
+    from edge_agent.trainer.checkpoint import save_model
+    from edge_agent.trainer.distill import DistillOptions, prepare
+    from edge_agent.trainer.fit import FitConfig, fit
+    from edge_agent.trainer.models import create_model
+    from edge_agent.trainer.tensors import ImageSet
+
+    data = tmp_path / "parts"
+    write_easy_parts(data, seed=1)
+    prep = prepare(DistillOptions(data=data, out=tmp_path / "x", image_size=32), torch.device("cpu"))
+    shuffled = prep.train.labels[torch.randperm(len(prep.train), generator=torch.Generator().manual_seed(1))]
+    train = ImageSet(prep.train.images, shuffled, prep.train.paths, [])
+    torch.manual_seed(1)
+    teacher = create_model("resnet18", len(prep.splits.classes))
+    fit(teacher, train, train, prep.norm, FitConfig(epochs=25, augment=False, progress=False), label="shuffled")
+    checkpoint = tmp_path / "useless-teacher.pt"
+    save_model(checkpoint, teacher, "resnet18", prep.splits.classes, prep.splits.good_class, prep.spec)
+
+    out = tmp_path / "tuned"
+    # Enough epochs for the student alone to learn these parts (~95 % on validation), so that a teacher
+    # that hurts shows it; 60 validation images a class keep one lucky image from deciding.
+    flags = f"--teacher {checkpoint} --tune --tune-budget 1 --teacher-views 4 --seed 1 --batch-size 16"
+    assert distill(data, out, flags, "--epochs", "12") == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["tuning"]["winner"]["lam"] == 0.0
+    assert report["lam"] == 0.0
+    assert "λ = 0 won" in report["tuning"]["why"]
+    assert "λ = 0 won" in (out / "report.md").read_text()

@@ -3,7 +3,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from edge_agent.trainer.tune import candidates, escape_at_overkill, rung_epochs
+from edge_agent.trainer.tune import candidates, escape_at_overkill, rung_epochs, teacher_earns_its_place
 
 
 def test_candidates_include_no_teacher():
@@ -26,3 +26,23 @@ def test_escape_at_overkill():
     # At most 1 of 4 good parts may fail: a threshold in (0.5, 0.6] fails 0.6, 0.7, 0.9 and lets 0.2 escape.
     assert escape_at_overkill(is_defect, scores, 0.25) == pytest.approx(1 / 3)
     assert escape_at_overkill(is_defect, scores, 1.0) == 0.0
+
+
+def _row(escape: float, accuracy: float) -> dict:
+    return {"val_escape": escape, "val_accuracy": accuracy}
+
+
+def test_a_teacher_must_beat_the_student_alone_to_be_used():
+    reference = _row(0.10, 0.80)
+    # fewer escapes at the same accuracy: distil
+    assert teacher_earns_its_place(_row(0.05, 0.80), reference, n_val=100)
+    # fewer escapes bought with a worse classifier: student alone
+    assert teacher_earns_its_place(_row(0.05, 0.79), reference, n_val=100) is None
+    # same escape, two more validation images right: distil
+    assert teacher_earns_its_place(_row(0.10, 0.82), reference, n_val=100)
+    # same escape, one more image right is noise: student alone
+    assert teacher_earns_its_place(_row(0.10, 0.81), reference, n_val=100) is None
+    # fewer escapes bought with clearly worse accuracy: student alone
+    assert teacher_earns_its_place(_row(0.05, 0.70), reference, n_val=100) is None
+    # more escapes: student alone
+    assert teacher_earns_its_place(_row(0.15, 0.95), reference, n_val=100) is None

@@ -1,0 +1,93 @@
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from torch import nn  # noqa: E402
+
+from edge_agent.runtime.manifest import InputSpec  # noqa: E402
+from edge_agent.trainer.fit import FitConfig, fit  # noqa: E402
+from edge_agent.trainer.teacher_cache import compute_teacher_views  # noqa: E402
+from edge_agent.trainer.tensors import (  # noqa: E402
+    ImageSet,
+    Normalizer,
+    apply_augment,
+    augment,
+    sample_augment,
+    to_unit,
+)
+
+SPEC = InputSpec(size=(16, 16), color="RGB", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), resize="stretch")
+
+
+def _images(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 256, (n, 16, 16, 3), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+
+
+class CountingTeacher(nn.Module):
+    """A fixed, deterministic 'teacher' that counts how often it runs."""
+
+    def __init__(self, classes: int = 3) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, classes))
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.net(x)
+
+
+def test_augment_is_its_parameters_applied():
+    batch = to_unit(_images(8))
+    drawn = augment(batch, torch.Generator().manual_seed(5))
+    params = sample_augment(8, torch.Generator().manual_seed(5))
+    assert torch.equal(drawn, apply_augment(batch, params))
+    assert not torch.equal(drawn, batch)
+
+
+def test_cached_logits_are_the_teachers_output_on_the_rebuilt_view():
+    norm = Normalizer(SPEC, torch.device("cpu"))
+    teacher, images = CountingTeacher().eval(), _images(10)
+    views = compute_teacher_views(teacher, images, norm, views=3, seed=0, batch_size=4)
+    assert views.params.shape == (3, 10, 6)
+    assert views.logits.shape == (3, 10, 3)
+    index = torch.tensor([0, 4, 9, 4])
+    params, logits = views.pick(index, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = teacher(norm.unit(apply_augment(to_unit(images[index]), params)))
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_views_differ_and_are_deterministic_by_seed():
+    norm = Normalizer(SPEC, torch.device("cpu"))
+    teacher, images = CountingTeacher().eval(), _images(6)
+    a = compute_teacher_views(teacher, images, norm, views=2, seed=4)
+    b = compute_teacher_views(teacher, images, norm, views=2, seed=4)
+    assert torch.equal(a.logits, b.logits)
+    assert not torch.equal(a.params[0], a.params[1])
+
+
+def test_a_student_trained_from_the_cache_never_runs_the_teacher():
+    norm = Normalizer(SPEC, torch.device("cpu"))
+    train = ImageSet(_images(12), torch.arange(12) % 3, [], [])
+    val = ImageSet(_images(6, seed=1), torch.arange(6) % 3, [], [])
+    unlabeled = ImageSet(_images(4, seed=2), torch.full((4,), -1), [], [])
+    teacher = CountingTeacher()
+    views = compute_teacher_views(teacher, torch.cat([train.images, unlabeled.images]), norm, views=2, seed=0)
+    teacher.calls = 0
+    student = CountingTeacher()
+    cfg = FitConfig(epochs=2, batch_size=4, tau=2.0, lam=1.0, progress=False)
+    result = fit(student, train, val, norm, cfg, teacher=teacher, unlabeled=unlabeled, teacher_views=views)
+    assert teacher.calls == 0
+    assert len(result.history) == 2
+    assert result.history[-1]["kd_loss"] > 0
+
+
+def test_a_cache_for_other_images_is_refused():
+    norm = Normalizer(SPEC, torch.device("cpu"))
+    train = ImageSet(_images(12), torch.arange(12) % 3, [], [])
+    teacher = CountingTeacher()
+    views = compute_teacher_views(teacher, train.images[:8], norm, views=1, seed=0)
+    cfg = FitConfig(epochs=1, batch_size=4, lam=1.0, progress=False)
+    with pytest.raises(ValueError, match="cover 8 images"):
+        fit(CountingTeacher(), train, train, norm, cfg, teacher=teacher, teacher_views=views)
