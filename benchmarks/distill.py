@@ -12,27 +12,44 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from edge_agent.data.layout import load_dataset
 from edge_agent.data.synth import write_dataset
 from edge_agent.runtime.metrics import calibrate_threshold
-from edge_agent.trainer.distill import DistillOptions, evaluate_model, prepare, train_student, train_teacher
+from edge_agent.trainer.distill import (
+    DistillOptions,
+    cache_teacher,
+    evaluate_model,
+    prepare,
+    train_student,
+    train_teacher,
+)
 from edge_agent.trainer.fit import predict_probs
 from edge_agent.trainer.models import count_params, create_model
-from edge_agent.trainer.tensors import augment, to_unit
+from edge_agent.trainer.teacher_cache import TeacherViews
+from edge_agent.trainer.tensors import augment, load_images, load_unlabeled, to_unit
+from edge_agent.trainer.tune import tune_tau_lambda
 
-RECIPES = {
+# "long": --long-epochs instead of --epochs; "views": --teacher-views; "tune": --tune (--tune-budget).
+RECIPES: dict[str, dict[str, Any]] = {
     "baseline (no teacher)": {"lam": 0.0},
+    "baseline (no teacher), long": {"lam": 0.0, "long": True},
     "Hinton KD tau=4 lam=1": {"tau": 4.0, "lam": 1.0},
-    "KD tau=2 lam=1": {"tau": 2.0, "lam": 1.0},
-    "KD tau=2 lam=0.5": {"tau": 2.0, "lam": 0.5},
+    "Hinton KD tau=4 lam=1, cached teacher (8 views)": {"tau": 4.0, "lam": 1.0, "views": 8},
+    "Hinton KD tau=4 lam=1, cached teacher (8 views), long": {"tau": 4.0, "lam": 1.0, "views": 8, "long": True},
     "KD tau=2 lam=1 + feature hint": {"tau": 2.0, "lam": 1.0, "feature_kd": True},
-    "KD tau=2 lam=1 + unlabeled": {"tau": 2.0, "lam": 1.0, "unlabeled": True},
-    "KD tau=2 lam=1 + feature hint + unlabeled": {"tau": 2.0, "lam": 1.0, "feature_kd": True, "unlabeled": True},
-    "baseline + mixup": {"lam": 0.0, "mixup": 0.4},
     "function matching: KD tau=1 lam=2 + mixup": {"tau": 1.0, "lam": 2.0, "mixup": 0.4},
+    "Hinton KD tau=4 lam=1 + unlabeled, cached teacher (4 views)": {
+        "tau": 4.0,
+        "lam": 1.0,
+        "views": 4,
+        "unlabeled": True,
+    },
+    "--tune, cached teacher (8 views), long": {"tune": True, "views": 8, "long": True},
 }
 
 
@@ -59,11 +76,20 @@ def main() -> int:
     parser.add_argument("--data", type=Path, help="data set (default: a fresh `trainer synth` set)")
     parser.add_argument("--work", type=Path, default=Path("bench-out/distill"))
     parser.add_argument("--image-size", type=int, default=128)
-    parser.add_argument("--per-class", type=int, default=160)
+    parser.add_argument("--per-class", type=int, default=160, help="labelled images a class (60 % train)")
+    parser.add_argument(
+        "--test-per-class",
+        type=int,
+        default=120,
+        help="extra test images a class from another seed, so one image is not half a point (0 = data's test split)",
+    )
+    parser.add_argument("--unlabeled-per-class", type=int, default=500, help="unlabelled images a class")
     parser.add_argument("--teacher-arch", default="resnet18")
     parser.add_argument("--student-arch", default="mobilenet_v3_small")
     parser.add_argument("--teacher-epochs", type=int, default=30)
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--long-epochs", type=int, default=90, help="student epochs of the 'long' recipes")
+    parser.add_argument("--tune-budget", type=float, default=3.0, help="--tune cost in full trainings (3)")
     parser.add_argument("--recipe", action="append", help="run only these recipes (names as printed)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reuse-teacher", action="store_true", help="use WORK/run/teacher.pt from an earlier run")
@@ -75,9 +101,12 @@ def main() -> int:
         data = args.work / f"synth{args.image_size}"
         if not data.exists():
             write_dataset(data, args.per_class, args.image_size, seed=args.seed)
-    unlabeled_dir = args.work / f"unlabeled{args.image_size}"
+    unlabeled_dir = args.work / f"unlabeled{args.image_size}-{args.unlabeled_per_class}"
     if not unlabeled_dir.exists():
-        write_dataset(unlabeled_dir, args.per_class, args.image_size, seed=args.seed + 100)
+        write_dataset(unlabeled_dir, args.unlabeled_per_class, args.image_size, seed=args.seed + 100)
+    test_dir = args.work / f"test{args.image_size}-{args.test_per_class}"
+    if args.test_per_class and not test_dir.exists():
+        write_dataset(test_dir, args.test_per_class, args.image_size, seed=args.seed + 7)
     base = DistillOptions(
         data=data,
         out=args.work / "bundle",
@@ -93,6 +122,9 @@ def main() -> int:
     )
     device = torch.device("cpu")
     prep = prepare(base, device)
+    if args.test_per_class:
+        extra = load_dataset(test_dir, base.good_class, seed=args.seed)
+        prep.test = load_images(extra.train + extra.val + extra.test, prep.spec, "test")
     started = time.perf_counter()
     teacher, _, _ = train_teacher(base, prep, base.work_dir)  # type: ignore[arg-type]
     teacher_seconds = time.perf_counter() - started
@@ -100,7 +132,7 @@ def main() -> int:
     val_is_defect = prep.val.labels.numpy() != good
     rows = []
 
-    def record(name: str, model, seconds: float) -> None:
+    def record(name: str, model, seconds: float, epochs: int) -> None:
         probs = predict_probs(model, prep.val.images, prep.norm)
         threshold = calibrate_threshold(val_is_defect, 1 - probs[:, good], 0.05).threshold
         ev = evaluate_model(model, prep.test, prep, threshold)
@@ -108,6 +140,7 @@ def main() -> int:
         rows.append(
             {
                 "recipe": name,
+                "epochs": epochs,
                 "params": count_params(model),
                 "accuracy": ev["accuracy"],
                 "escape": ev["escape_rate"],
@@ -122,43 +155,68 @@ def main() -> int:
             flush=True,
         )
 
-    record(f"teacher {args.teacher_arch}", teacher, teacher_seconds)
-    from edge_agent.trainer.tensors import load_unlabeled
-
-    unlabeled = load_unlabeled(unlabeled_dir / "train", prep.spec)
+    record(f"teacher {args.teacher_arch}", teacher, teacher_seconds, args.teacher_epochs)
+    unlabeled = load_unlabeled(unlabeled_dir, prep.spec)
+    views_cache: dict[tuple[int, bool], TeacherViews] = {}
     throughput = None
     for name, recipe in RECIPES.items():
         if args.recipe and name not in args.recipe:
             continue
         opts = DistillOptions(
-            **{**base.__dict__, "feature_kd": recipe.get("feature_kd", False), "mixup": recipe.get("mixup", 0.0)}
+            **{
+                **base.__dict__,
+                "feature_kd": recipe.get("feature_kd", False),
+                "mixup": recipe.get("mixup", 0.0),
+                "teacher_views": recipe.get("views", 0),
+                "epochs": args.long_epochs if recipe.get("long") else args.epochs,
+                "tune_budget": args.tune_budget,
+            }
         )
+        extra_images = unlabeled if recipe.get("unlabeled") else None
         started = time.perf_counter()
-        model, result = train_student(
-            opts,
-            prep,
-            base.work_dir,
-            teacher if recipe["lam"] > 0 else None,  # type: ignore[arg-type]
-            recipe.get("tau", 4.0),
-            recipe["lam"],
-            "bench-" + name.split()[0],
-            unlabeled=unlabeled if recipe.get("unlabeled") else None,
-        )
-        record(name, model, time.perf_counter() - started)
-        if name.startswith("Hinton"):
+        views = None
+        if opts.teacher_views:
+            key = (opts.teacher_views, extra_images is not None)
+            if key not in views_cache:
+                views_cache[key] = cache_teacher(opts, prep, teacher, extra_images)  # type: ignore[assignment]
+            views = views_cache[key]
+        tau, lam = recipe.get("tau", 4.0), recipe.get("lam", 1.0)
+        if recipe.get("tune"):
+            tuned = tune_tau_lambda(opts, prep, base.work_dir, teacher, extra_images, views)  # type: ignore[arg-type]
+            tau, lam = tuned.report["winner"]["tau"], tuned.report["winner"]["lam"]
+            name = f"{name} -> tau={tau:g} lam={lam:g}"
+            model, result = tuned.winner  # trained for the full epochs in the tuner's last rung
+        else:
+            model, result = train_student(
+                opts,
+                prep,
+                base.work_dir,  # type: ignore[arg-type]
+                teacher if lam > 0 else None,
+                tau,
+                lam,
+                "bench-" + name.split()[0],
+                unlabeled=extra_images,
+                teacher_views=views,
+            )
+        record(name, model, time.perf_counter() - started, opts.epochs)
+        if name.startswith("Hinton") and not opts.teacher_views:
             throughput = float(np.median([h["images_per_s"] for h in result.history]))
     bare = bare_loop_rate(prep, teacher, args.student_arch, 32)
     print(
-        f"\n{data}: {len(prep.train)} train / {len(prep.val)} val / {len(prep.test)} test at {args.image_size} px; "
-        f"teacher {args.teacher_epochs} epochs, students {args.epochs} epochs; threshold at val escape <= 5 %\n"
+        f"\n{data}: {len(prep.train)} train / {len(prep.val)} val / {len(prep.test)} test / "
+        f"{len(unlabeled)} unlabelled "
+        f"at {args.image_size} px; teacher {args.teacher_epochs} epochs, students {args.epochs} epochs; "
+        "threshold at val escape <= 5 %\n"
     )
     defects = [c for c in prep.splits.classes if c != prep.splits.good_class]
-    print("| recipe | params | accuracy | escape | overkill | " + " | ".join(f"escape {d}" for d in defects) + " |")
-    print("| --- | ---: | ---: | ---: | ---: |" + " ---: |" * len(defects))
+    header = "| recipe | epochs | params | accuracy | escape | overkill | seconds | "
+    print(header + " | ".join(f"escape {d}" for d in defects) + " |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |" + " ---: |" * len(defects))
     for r in rows:
         cells = " | ".join(f"{r['per_defect_escape'][d]:.0%}" for d in defects)
         print(
-            f"| {r['recipe']} | {r['params']:,} | {r['accuracy']:.1%} | {r['escape']:.1%} | {r['overkill']:.1%} | "
+            f"| {r['recipe']} | {r['epochs']} | {r['params']:,} | {r['accuracy']:.1%} | {r['escape']:.1%} | "
+            f"{r['overkill']:.1%} | {r['seconds']:.0f} | "
             f"{cells} |"
         )
     if throughput:

@@ -50,13 +50,18 @@ def register(commands: Any) -> None:
     distill.add_argument(
         "--teacher-views",
         type=int,
-        default=0,
+        default=8,
         help="run the teacher once on N augmented views of each image and reuse its outputs "
-        "(0 = run it on every batch; ignored with --mixup/--feature-kd)",
+        "(8; 0 = run it on every batch; --mixup/--feature-kd always do)",
     )
     distill.add_argument("--baseline", action="store_true", help="also train the student without the teacher")
     distill.add_argument("--tune", action="store_true", help="choose τ and λ (λ = 0 included) on validation")
-    distill.add_argument("--tune-budget", type=float, default=3.0, help="tuning cost in full student trainings (3)")
+    distill.add_argument(
+        "--tune-budget",
+        type=float,
+        default=3.0,
+        help="tuning cost in full student trainings, the two full-length finalists included (3; at least 2)",
+    )
     distill.add_argument("--unlabeled", type=Path, help="extra unlabelled images; the teacher labels them for KD")
     distill.add_argument(
         "--unlabeled-min-confidence",
@@ -86,7 +91,7 @@ def register(commands: Any) -> None:
     )
     teacher.add_argument("data", type=Path, help="data set")
     teacher.add_argument("--out", type=Path, required=True, help="run folder (RUN_DIR)")
-    add_training_flags(teacher, epochs_help="teacher epochs (30)")
+    add_training_flags(teacher, epochs=30, epochs_help="teacher epochs (30)")
     teacher.add_argument("--resume", action="store_true", help="continue from RUN_DIR/teacher-last.pt")
     teacher.set_defaults(func=cmd_teacher)
 
@@ -129,10 +134,12 @@ def register(commands: Any) -> None:
     engine.set_defaults(func=cmd_build_engine)
 
 
-def add_training_flags(parser: argparse.ArgumentParser, epochs_help: str = "student epochs (30)") -> None:
+def add_training_flags(
+    parser: argparse.ArgumentParser, epochs: int = 90, epochs_help: str = "student epochs (90)"
+) -> None:
     parser.add_argument("--teacher-arch", default="resnet50", help="torchvision name (resnet50)")
     parser.add_argument("--pretrained", action="store_true", help="start the teacher from ImageNet weights")
-    parser.add_argument("--epochs", type=int, default=30, help=epochs_help)
+    parser.add_argument("--epochs", type=int, default=epochs, help=epochs_help)
     parser.add_argument("--image-size", type=int, default=128, help="network input size in pixels (128)")
     parser.add_argument("--batch-size", type=int, default=32, help="batch size (32)")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of AdamW (0.002)")
@@ -238,6 +245,8 @@ def print_summary(report: dict[str, Any]) -> None:
                 f"{name:<9} {r['arch']:<20} {r['params']:>11,} {r['test_accuracy']:>9.1%} "
                 f"{r['escape_rate']:>8.1%} {r['overkill_rate']:>9.1%}"
             )
+    if "tuning" in report:
+        print(f"--tune: {report['tuning']['why']}")
     print(report["verdict"])
     print(f"report: {report['bundle']['path']}/report.md")
 

@@ -33,7 +33,7 @@ class DistillOptions:
     student_arch: str = "mobilenet_v3_small"
     teacher: Path | None = None
     pretrained: bool = False
-    epochs: int = 30
+    epochs: int = 90
     teacher_epochs: int = 30
     image_size: int = 128
     batch_size: int = 32
@@ -43,7 +43,7 @@ class DistillOptions:
     feature_kd: bool = False
     hint_weight: float = 1.0
     mixup: float = 0.0
-    teacher_views: int = 0
+    teacher_views: int = 8
     seed: int = 0
     baseline: bool = False
     device: str = "auto"
@@ -216,7 +216,7 @@ def cache_teacher(
     if opts.teacher_views <= 0:
         return None
     if opts.mixup > 0 or opts.feature_kd:
-        log.warning("--teacher-views ignored: --mixup and --feature-kd need the teacher on every batch")
+        log.info("teacher outputs not cached: --mixup and --feature-kd need the teacher on every batch")
         return None
     images = prep.train.images if unlabeled is None else torch.cat([prep.train.images, unlabeled.images])
     return compute_teacher_views(teacher, images, prep.norm, opts.teacher_views, opts.seed)
@@ -231,21 +231,24 @@ def run_distill(opts: DistillOptions) -> dict[str, Any]:
     teacher, teacher_arch, teacher_fit = train_teacher(opts, prep, work)
     unlabeled = teacher_labelled(opts, prep, teacher)
     views = cache_teacher(opts, prep, teacher, unlabeled)
-    tau, lam, tuning = opts.tau, opts.lam, None
+    tau, lam, tuning, alone = opts.tau, opts.lam, None, None
     if opts.tune:
         from edge_agent.trainer.tune import tune_tau_lambda
 
-        tuning = tune_tau_lambda(opts, prep, work, teacher, unlabeled, views)
+        tuned = tune_tau_lambda(opts, prep, work, teacher, unlabeled, views)
+        tuning, (student, student_fit), alone = tuned.report, tuned.winner, tuned.reference
         tau, lam = tuning["winner"]["tau"], tuning["winner"]["lam"]
-    student, student_fit = train_student(
-        opts, prep, work, teacher, tau, lam, "student", unlabeled=unlabeled, teacher_views=views
-    )
+    else:
+        student, student_fit = train_student(
+            opts, prep, work, teacher, tau, lam, "student", unlabeled=unlabeled, teacher_views=views
+        )
     models: dict[str, tuple[nn.Module, str, FitResult | None]] = {
         "teacher": (teacher, teacher_arch, teacher_fit),
         "student": (student, opts.student_arch, student_fit),
     }
     if opts.baseline:
-        baseline, baseline_fit = train_student(opts, prep, work, None, tau, 0.0, "baseline")
+        # --tune already trained the student alone for the full budget: that is the baseline.
+        baseline, baseline_fit = alone or train_student(opts, prep, work, None, tau, 0.0, "baseline")
         models["baseline"] = (baseline, opts.student_arch, baseline_fit)
     return finish(opts, prep, models, tau, lam, tuning)
 
@@ -271,7 +274,14 @@ def finish(
         name: evaluate_model(model, prep.test, prep, calibrations[name].threshold)
         for name, (model, _, _) in models.items()
     }
-    shipped, verdict = choose_shipped(opts, models)
+    if tuning:
+        # The tuner already compared the distilled finalist with the student alone (the baseline) at the
+        # full budget, escape first; its decision and its reasons are what ships.
+        shipped, verdict = "student", f"Chosen by --tune on validation: {tuning['why']}"
+    else:
+        shipped, verdict = choose_shipped(opts, models)
+        if shipped == "student" and lam == 0:
+            verdict = "The shipped student was trained without the teacher (λ = 0)."
     model, arch, _ = models[shipped]
     calibration = calibrations[shipped]
     report: dict[str, Any] = {

@@ -137,6 +137,8 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{_pct(c['val_escape'])} | {_pct(c['val_overkill'])} | {c['outcome']} |"
             )
         lines += ["", report["tuning"]["why"]]
+        if "objective" in report["tuning"]:
+            lines += ["", f"How candidates were compared: {report['tuning']['objective']}."]
     lines += ["", "![confusion matrices](confusion.png)", "", "![training curves](curves.png)", ""]
     return "\n".join(lines)
 

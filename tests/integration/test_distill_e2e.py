@@ -174,7 +174,7 @@ def write_easy_parts(root, seed: int) -> None:
                 cv2.imwrite(str(folder / f"{i}.png"), np.clip(gray, 0, 255).astype(np.uint8))
 
 
-def test_tune_picks_no_teacher_when_the_teacher_learned_shuffled_labels(tmp_path):
+def test_tune_picks_no_teacher_when_the_teacher_learned_shuffled_labels(tmp_path, capsys):
     """A teacher that memorised shuffled labels is useless; `--tune` must fall back to λ = 0 and say why."""
     from edge_agent.trainer.checkpoint import save_model
     from edge_agent.trainer.distill import DistillOptions, prepare
@@ -203,3 +203,4 @@ def test_tune_picks_no_teacher_when_the_teacher_learned_shuffled_labels(tmp_path
     assert report["lam"] == 0.0
     assert "λ = 0 won" in report["tuning"]["why"]
     assert "λ = 0 won" in (out / "report.md").read_text()
+    assert "--tune: λ = 0 won" in capsys.readouterr().out

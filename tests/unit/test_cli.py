@@ -90,6 +90,18 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--teacher-views", "-1"], "--teacher-views must be 0 or more"), (["--tau", "0"], "--tau must be positive")],
+)
+def test_bad_distill_flags_are_one_line_and_exit_2(tmp_path, capsys, flags, message):
+    pytest.importorskip("torch")
+    assert main(["trainer", "distill", str(tmp_path), "--out", str(tmp_path / "o"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1
+
+
 def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "edge_agent", "--version"], capture_output=True, text=True, check=True)
     assert __version__ in out.stdout

@@ -15,7 +15,7 @@ def test_candidates_include_no_teacher():
 def test_rungs_grow_and_stay_within_budget():
     epochs = rung_epochs(10, full_epochs=30, budget=3.0)
     assert epochs == sorted(epochs)
-    assert epochs[-1] <= 30
+    assert epochs[-1] == 30  # the finalists train for the full budget; the winner ships as it is
     survivors = [10, 4, 2]
     assert sum(n * e for n, e in zip(survivors, epochs, strict=False)) <= 3.0 * 30 + 10
 
@@ -33,16 +33,14 @@ def _row(escape: float, accuracy: float) -> dict:
 
 
 def test_a_teacher_must_beat_the_student_alone_to_be_used():
-    reference = _row(0.10, 0.80)
-    # fewer escapes at the same accuracy: distil
+    reference = _row(0.10, 0.80)  # sampling error of 100 validation images at 80 %: 4 points
+    # fewer escapes at the same accuracy, or within the sampling error: distil
     assert teacher_earns_its_place(_row(0.05, 0.80), reference, n_val=100)
-    # fewer escapes bought with a worse classifier: student alone
-    assert teacher_earns_its_place(_row(0.05, 0.79), reference, n_val=100) is None
-    # same escape, two more validation images right: distil
+    assert teacher_earns_its_place(_row(0.05, 0.765), reference, n_val=100)
+    # fewer escapes bought with a clearly worse classifier: student alone
+    assert teacher_earns_its_place(_row(0.05, 0.75), reference, n_val=100) is None
+    # same escape, two more validation images right: distil; one more is noise: student alone
     assert teacher_earns_its_place(_row(0.10, 0.82), reference, n_val=100)
-    # same escape, one more image right is noise: student alone
     assert teacher_earns_its_place(_row(0.10, 0.81), reference, n_val=100) is None
-    # fewer escapes bought with clearly worse accuracy: student alone
-    assert teacher_earns_its_place(_row(0.05, 0.70), reference, n_val=100) is None
-    # more escapes: student alone
+    # more escapes: student alone, however accurate
     assert teacher_earns_its_place(_row(0.15, 0.95), reference, n_val=100) is None
