@@ -50,6 +50,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "unlabeled": True,
     },
     "--tune, cached teacher (8 views), long": {"tune": True, "views": 8, "long": True},
+    "--tune + unlabeled, cached teacher (4 views), long": {"tune": True, "views": 4, "unlabeled": True, "long": True},
 }
 
 
