@@ -20,7 +20,7 @@ from edge_agent.trainer.fit import FitConfig, FitResult, fit, predict_probs
 from edge_agent.trainer.models import IMAGENET_MEAN, IMAGENET_STD, count_params, create_model
 from edge_agent.trainer.report import write_report
 from edge_agent.trainer.teacher_cache import TeacherViews, compute_teacher_views
-from edge_agent.trainer.tensors import ImageSet, Normalizer, load_images, load_unlabeled
+from edge_agent.trainer.tensors import ImageSet, Normalizer, distillation_rows, load_images, load_unlabeled
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ def cache_teacher(
     if opts.mixup > 0 or opts.feature_kd:
         log.info("teacher outputs not cached: --mixup and --feature-kd need the teacher on every batch")
         return None
-    images = prep.train.images if unlabeled is None else torch.cat([prep.train.images, unlabeled.images])
+    images, _ = distillation_rows(prep.train, unlabeled)
     return compute_teacher_views(teacher, images, prep.norm, opts.teacher_views, opts.seed)
 
 

@@ -17,7 +17,7 @@ from torch import nn
 from edge_agent.trainer.losses import DistillationLoss, FeatureHintLoss
 from edge_agent.trainer.models import feature_channels, feature_module, recalibrate_batchnorm
 from edge_agent.trainer.teacher_cache import TeacherViews
-from edge_agent.trainer.tensors import ImageSet, Normalizer, apply_augment, augment, to_unit
+from edge_agent.trainer.tensors import ImageSet, Normalizer, apply_augment, augment, distillation_rows, to_unit
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +123,7 @@ def fit(
             size = int(train.images.shape[1])
             hint = FeatureHintLoss(feature_channels(model, size), feature_channels(teacher, size)).to(device)
             taps = (_Tap(feature_module(model)), _Tap(feature_module(teacher)))
-    images, labels = train.images, train.labels
-    if use_teacher and unlabeled is not None and cfg.lam > 0:
-        images = torch.cat([images, unlabeled.images])
-        labels = torch.cat([labels, torch.full((len(unlabeled),), -1, dtype=torch.long)])
+    images, labels = distillation_rows(train, unlabeled if use_teacher and cfg.lam > 0 else None)
     cached = teacher_views if use_teacher and cfg.lam > 0 and hint is None and cfg.mixup <= 0 else None
     if cached is not None and len(cached) != len(images):
         raise ValueError(f"teacher_views cover {len(cached)} images, training uses {len(images)}")

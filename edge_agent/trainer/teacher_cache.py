@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TeacherViews:
-    params: torch.Tensor  # views × N × AUGMENT_PARAMS
+    params: torch.Tensor  # views × N × 6 (see tensors.sample_augment)
     logits: torch.Tensor  # views × N × classes
 
     @property

@@ -62,6 +62,15 @@ def load_unlabeled(folder: Path, spec: InputSpec) -> ImageSet:
     return loaded
 
 
+def distillation_rows(train: ImageSet, unlabeled: ImageSet | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images and targets a distilling student trains on: the labelled images, then the unlabelled
+    ones with target -1 (they feed only the KD term). Cached teacher views follow this order."""
+    if unlabeled is None:
+        return train.images, train.labels
+    targets = torch.full((len(unlabeled),), -1, dtype=torch.long)
+    return torch.cat([train.images, unlabeled.images]), torch.cat([train.labels, targets])
+
+
 class Normalizer:
     """uint8 NHWC → float NCHW normalized exactly like runtime.preprocess.normalize_batch."""
 
@@ -77,11 +86,9 @@ class Normalizer:
         return (batch01 - self.mean) * self.inv_std
 
 
-AUGMENT_PARAMS = 6  # flip x, flip y, transpose, angle (rad), brightness, contrast
-
-
 def sample_augment(n: int, generator: torch.Generator, square: bool = True, max_degrees: float = 10.0) -> torch.Tensor:
-    """Random augmentation parameters for `n` images, one row each (see `apply_augment`)."""
+    """Random augmentation parameters for `n` images, one row of 6 each (see `apply_augment`):
+    flip x, flip y, transpose, angle (rad), brightness, contrast."""
     flips = (torch.rand(n, 3, generator=generator) < 0.5).float()
     if not square:
         flips[:, 2] = 0.0

@@ -138,11 +138,12 @@ def tune_tau_lambda(
             "outcome": "dropped",
         }
         tried.append(row)
-        models[(tau, lam)] = (model, result)  # only the last rung's survive the loop
+        models[(tau, lam)] = (model, result)
         return row
 
     schedule = rung_epochs(len(distilled) + 1, opts.epochs, opts.tune_budget)
     for rung, epochs in enumerate(schedule):
+        models.clear()  # only the rung that decides keeps its models: the finalists
         # The student alone runs at every rung, so the last comparison is at equal epochs.
         reference = score(*REFERENCE, rung, epochs)
         ranked = sorted((score(tau, lam, rung, epochs) for tau, lam in distilled), key=rank)
