@@ -90,8 +90,15 @@ def main() -> int:
     parser.add_argument("--teacher-epochs", type=int, default=30)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--long-epochs", type=int, default=90, help="student epochs of the 'long' recipes")
-    parser.add_argument("--tune-budget", type=float, default=3.0, help="--tune cost in full trainings (3)")
+    parser.add_argument("--tune-budget", type=float, default=4.0, help="--tune cost in full trainings (4)")
     parser.add_argument("--recipe", action="append", help="run only these recipes (names as printed)")
+    parser.add_argument(
+        "--kd",
+        action="append",
+        default=[],
+        metavar="TAU,LAM",
+        help="also run KD at this τ, λ (cached teacher, 8 views, long); repeatable",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reuse-teacher", action="store_true", help="use WORK/run/teacher.pt from an earlier run")
     args = parser.parse_args()
@@ -160,8 +167,17 @@ def main() -> int:
     unlabeled = load_unlabeled(unlabeled_dir, prep.spec)
     views_cache: dict[tuple[int, bool], TeacherViews] = {}
     throughput = None
-    for name, recipe in RECIPES.items():
-        if args.recipe and name not in args.recipe:
+    recipes = dict(RECIPES)
+    for pair in args.kd:
+        tau, lam = (float(v) for v in pair.split(","))
+        recipes[f"KD tau={tau:g} lam={lam:g}, cached teacher (8 views), long"] = {
+            "tau": tau,
+            "lam": lam,
+            "views": 8,
+            "long": True,
+        }
+    for name, recipe in recipes.items():
+        if args.recipe and name in RECIPES and name not in args.recipe:
             continue
         opts = DistillOptions(
             **{
@@ -185,6 +201,9 @@ def main() -> int:
         if recipe.get("tune"):
             tuned = tune_tau_lambda(opts, prep, base.work_dir, teacher, extra_images, views)  # type: ignore[arg-type]
             tau, lam = tuned.report["winner"]["tau"], tuned.report["winner"]["lam"]
+            for (f_tau, f_lam), (f_model, _) in tuned.finalists.items():
+                if (f_tau, f_lam) != (tau, lam):
+                    record(f"  {name}: finalist tau={f_tau:g} lam={f_lam:g} (not shipped)", f_model, 0.0, opts.epochs)
             name = f"{name} -> tau={tau:g} lam={lam:g}"
             model, result = tuned.winner  # trained for the full epochs in the tuner's last rung
         else:

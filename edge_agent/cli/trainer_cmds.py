@@ -59,8 +59,8 @@ def register(commands: Any) -> None:
     distill.add_argument(
         "--tune-budget",
         type=float,
-        default=3.0,
-        help="tuning cost in full student trainings, the two full-length finalists included (3; at least 2)",
+        default=4.0,
+        help="tuning cost in full student trainings, the three full-length finalists included (4; at least 3)",
     )
     distill.add_argument("--unlabeled", type=Path, help="extra unlabelled images; the teacher labels them for KD")
     distill.add_argument(

@@ -48,7 +48,7 @@ class DistillOptions:
     baseline: bool = False
     device: str = "auto"
     tune: bool = False
-    tune_budget: float = 3.0
+    tune_budget: float = 4.0
     unlabeled: Path | None = None
     unlabeled_min_confidence: float = 0.0
     max_escape: float = 0.01
@@ -161,6 +161,7 @@ def train_student(
     epochs: int | None = None,
     unlabeled: ImageSet | None = None,
     teacher_views: TeacherViews | None = None,
+    keep_val_probs: int = 0,
 ) -> tuple[nn.Module, FitResult]:
     torch.manual_seed(opts.seed + 1)
     model = create_model(opts.student_arch, len(prep.splits.classes))
@@ -174,6 +175,7 @@ def train_student(
         mixup=opts.mixup,
         seed=opts.seed,
         progress=opts.progress,
+        keep_val_probs=keep_val_probs,
     )
     result = fit(
         model,

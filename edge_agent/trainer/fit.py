@@ -35,6 +35,7 @@ class FitConfig:
     seed: int = 0
     augment: bool = True
     progress: bool = True
+    keep_val_probs: int = 0  # keep the validation probabilities of this many last epochs (for --tune)
 
 
 @dataclass
@@ -44,6 +45,7 @@ class FitResult:
     best_epoch: int = 0
     best_val_accuracy: float = 0.0
     interrupted: bool = False
+    val_probs: list[np.ndarray] = field(default_factory=list)  # the last `keep_val_probs` epochs'
 
 
 @torch.no_grad()
@@ -145,6 +147,7 @@ def fit(
             hint.load_state_dict(state["hint"])
         best_state, result.history = state["best_model"], state["history"]
         result.best_epoch, result.best_val_accuracy = state["best_epoch"], state["best_val_accuracy"]
+        result.val_probs = state.get("val_probs", [])
         start_epoch = state["epoch"] + 1
         log.info("%s: resumed after epoch %d from %s", label, state["epoch"], checkpoint)
     bn_batches = _bn_batches(train, norm)
@@ -220,6 +223,8 @@ def fit(
                 images_per_s=steps_per_epoch * cfg.batch_size / (time.perf_counter() - started),
             )
             result.history.append(row)
+            if epoch > cfg.epochs - cfg.keep_val_probs:
+                result.val_probs.append(probs)
             if val_acc > result.best_val_accuracy or epoch == 1:
                 result.best_epoch, result.best_val_accuracy = epoch, val_acc
                 best_state = copy.deepcopy(model.state_dict())
@@ -248,6 +253,7 @@ def fit(
                         "epoch": epoch,
                         "best_epoch": result.best_epoch,
                         "best_val_accuracy": result.best_val_accuracy,
+                        "val_probs": result.val_probs,
                     },
                     checkpoint,
                 )

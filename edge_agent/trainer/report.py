@@ -128,13 +128,14 @@ def markdown(report: dict[str, Any]) -> str:
             "",
             "## τ/λ chosen on validation",
             "",
-            "| τ | λ | epochs | val accuracy | val escape | val overkill | kept |",
-            "| ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+            "| τ | λ | epochs | val accuracy | val escape | at val overkill | best epoch's val accuracy | kept |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         ]
         for c in report["tuning"]["candidates"]:
             lines.append(
                 f"| {c['tau']} | {c['lam']} | {c['epochs']} | {_pct(c['val_accuracy'])} | "
-                f"{_pct(c['val_escape'])} | {_pct(c['val_overkill'])} | {c['outcome']} |"
+                f"{_pct(c['val_escape'])} | {_pct(c['val_overkill'])} | {_pct(c.get('best_val_accuracy'))} | "
+                f"{c['outcome']} |"
             )
         lines += ["", report["tuning"]["why"]]
         if "objective" in report["tuning"]:
