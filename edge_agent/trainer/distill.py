@@ -248,8 +248,9 @@ def run_distill(opts: DistillOptions) -> dict[str, Any]:
         "teacher": (teacher, teacher_arch, teacher_fit),
         "student": (student, opts.student_arch, student_fit),
     }
-    if opts.baseline:
-        # --tune already trained the student alone for the full budget: that is the baseline.
+    if opts.baseline or alone is not None:
+        # --tune already trained the student alone for the full budget: that is the baseline, shown beside
+        # the shipped student on the test split whether or not --baseline was asked for.
         baseline, baseline_fit = alone or train_student(opts, prep, work, None, tau, 0.0, "baseline")
         models["baseline"] = (baseline, opts.student_arch, baseline_fit)
     return finish(opts, prep, models, tau, lam, tuning)

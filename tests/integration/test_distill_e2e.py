@@ -203,6 +203,7 @@ def test_tune_picks_no_teacher_when_the_teacher_learned_shuffled_labels(tmp_path
     report = json.loads((out / "report.json").read_text())
     assert report["tuning"]["winner"]["lam"] == 0.0
     assert report["lam"] == 0.0
+    assert "baseline" in report  # the student alone the tuner trained is shown without --baseline
     assert "λ = 0 won" in report["tuning"]["why"]
     assert "λ = 0 won" in (out / "report.md").read_text()
     assert "--tune: λ = 0 won" in capsys.readouterr().out
