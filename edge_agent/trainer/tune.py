@@ -104,7 +104,7 @@ def clearly_better(a: Scored, b: Scored) -> bool:
 
 
 def versus(a: Scored, b: Scored) -> str:
-    """'escape 5.0 % vs 8.1 % (±2.3), accuracy 80.0 % vs 78.1 % (±1.9)' for the report."""
+    """'escape 5.0% vs 8.1% (±2.3%), accuracy 80.0% vs 78.1% (±1.9%)' for the report."""
     caught, correct = Gap.of(a.caught, b.caught), Gap.of(a.correct, b.correct)
     ra, rb = a.row, b.row
     return (
@@ -145,19 +145,18 @@ def decide(
             f"validation ({versus(kd, reference)}). On this data the teacher does not help at these settings; the "
             "student is trained alone."
         )
-    below = kd.row["val_accuracy"] < ref_acc or kd.row["val_escape"] > reference.row["val_escape"]
-    caveat = (
-        " NOTE: on validation it is behind the student alone on "
-        + " and ".join(
-            w
-            for w, lost in (
-                ("accuracy", kd.row["val_accuracy"] < ref_acc),
-                ("escape", kd.row["val_escape"] > reference.row["val_escape"]),
-            )
-            if lost
+    behind = [
+        f"{what} ({'beyond' if gap.clearly_down else 'within'} the sampling error)"
+        for what, gap in (
+            ("accuracy", Gap.of(kd.correct, reference.correct)),
+            ("escape", Gap.of(kd.caught, reference.caught)),
         )
-        + ", within the sampling error; compare them in the table below (the baseline is the student alone)."
-        if below
+        if gap.diff < 0
+    ]
+    caveat = (
+        f" NOTE: on validation it is behind the student alone on {' and '.join(behind)}; compare them in the "
+        "table below (the baseline is the student alone)."
+        if behind
         else ""
     )
     return kd, (

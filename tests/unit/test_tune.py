@@ -92,7 +92,7 @@ def test_a_credible_teacher_is_used_unless_distillation_is_clearly_worse():
     winner, why = decide(alone, within_noise, None, GOOD_TEACHER)
     assert winner is within_noise
     assert "NOTE" in why
-    assert "accuracy" in why
+    assert "accuracy (within the sampling error)" in why
     clearly_worse = _model(*DEFAULT, wrong=range(0, 30), escaped=range(0, 20))
     winner, why = decide(alone, clearly_worse, None, GOOD_TEACHER)
     assert winner is alone
@@ -152,3 +152,11 @@ def test_fit_keeps_the_tail_of_validation_predictions_across_resume(tmp_path):
     resumed = fit(model, data, data, norm, cfg, checkpoint=tmp_path / "last.pt", resume=True)
     assert len(resumed.val_probs) == 2
     assert np.array_equal(resumed.val_probs[1], result.val_probs[1])
+
+
+def test_a_shipped_student_clearly_less_accurate_on_validation_says_so():
+    alone = _model(*REFERENCE, wrong=range(0, 10), escaped=range(0, 10))
+    fewer_escapes = _model(*DEFAULT, wrong=range(0, 40), escaped=range(0, 2))
+    winner, why = decide(alone, fewer_escapes, None, GOOD_TEACHER)
+    assert winner is fewer_escapes  # escape comes first; neither is clearly better overall
+    assert "accuracy (beyond the sampling error)" in why
