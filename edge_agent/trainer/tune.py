@@ -56,10 +56,18 @@ def fail_threshold(is_defect: np.ndarray, scores: np.ndarray, max_overkill: floa
     return float(np.nextafter(good[allowed], math.inf))
 
 
+def caught_at_overkill(is_defect: np.ndarray, scores: np.ndarray, max_overkill: float) -> np.ndarray:
+    """For each defective image, whether it fails at the strictest threshold within `max_overkill`."""
+    return scores[is_defect] >= fail_threshold(is_defect, scores, max_overkill)
+
+
+def escape_rate(caught: np.ndarray) -> float:
+    return float(1 - caught.mean()) if len(caught) else 0.0
+
+
 def escape_at_overkill(is_defect: np.ndarray, scores: np.ndarray, max_overkill: float) -> float:
     """Validation escape at the strictest threshold whose overkill stays within `max_overkill`."""
-    caught = scores[is_defect] >= fail_threshold(is_defect, scores, max_overkill)
-    return float(1 - caught.mean()) if len(caught) else 0.0
+    return escape_rate(caught_at_overkill(is_defect, scores, max_overkill))
 
 
 @dataclass(frozen=True)
@@ -231,15 +239,14 @@ def tune_tau_lambda(
         probs = (
             np.mean(result.val_probs, axis=0) if result.val_probs else predict_probs(model, prep.val.images, prep.norm)
         )
-        defect_scores = 1.0 - probs[:, prep.splits.good_index]
-        caught = defect_scores[is_defect] >= fail_threshold(is_defect, defect_scores, opts.target_overkill)
+        caught = caught_at_overkill(is_defect, 1.0 - probs[:, prep.splits.good_index], opts.target_overkill)
         row = {
             "tau": tau,
             "lam": lam,
             "epochs": epochs,
             "rung": rung,
             "val_accuracy": float((probs.argmax(1) == labels).mean()),
-            "val_escape": float(1 - caught.mean()) if len(caught) else 0.0,
+            "val_escape": escape_rate(caught),
             "val_overkill": opts.target_overkill,
             "best_val_accuracy": result.best_val_accuracy,
             "outcome": "dropped",
