@@ -41,6 +41,7 @@ class Subscriber:
         )
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = lambda *_: self.connected.clear()
         self.client.reconnect_delay_set(1, 1)
         if ca_file:
@@ -52,6 +53,11 @@ class Subscriber:
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if not reason.is_failure:
             client.subscribe(f"{self.prefix}/#", qos=1)
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, reasons: Any, _p: Any) -> None:
+        # Ready means subscribed (SUBACK), not merely connected: an agent started right after `start()`
+        # may publish its first non-spooled event (an error) before a pending SUBSCRIBE is processed.
+        if not any(r.is_failure for r in reasons):
             self.connected.set()
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
