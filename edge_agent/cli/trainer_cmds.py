@@ -69,6 +69,12 @@ def register(commands: Any) -> None:
         default=0.0,
         help="keep unlabelled images the teacher is at least this sure of (0)",
     )
+    distill.add_argument(
+        "--unlabeled-ratio",
+        type=float,
+        default=1.0,
+        help="unlabelled images in each batch per labelled image (1); an epoch stays one pass over the labelled",
+    )
     distill.add_argument("--max-escape", type=float, default=0.01, help="validation escape target (0.01)")
     distill.add_argument(
         "--target-overkill", type=float, default=0.1, help="overkill at which --tune compares escape (0.1)"
@@ -204,6 +210,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
     positive("--teacher-epochs", args.teacher_epochs)
     positive("--tau", args.tau)
+    positive("--unlabeled-ratio", args.unlabeled_ratio)
     if args.teacher_views < 0:
         from edge_agent.errors import BadInputError
 
@@ -224,6 +231,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         tune_budget=args.tune_budget,
         unlabeled=args.unlabeled,
         unlabeled_min_confidence=args.unlabeled_min_confidence,
+        unlabeled_ratio=args.unlabeled_ratio,
         max_escape=args.max_escape,
         target_overkill=args.target_overkill,
         ship=args.ship,

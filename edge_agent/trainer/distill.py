@@ -51,6 +51,7 @@ class DistillOptions:
     tune_budget: float = 4.0
     unlabeled: Path | None = None
     unlabeled_min_confidence: float = 0.0
+    unlabeled_ratio: float = 1.0
     max_escape: float = 0.01
     target_overkill: float = 0.1
     good_class: str = "good"
@@ -176,6 +177,7 @@ def train_student(
         seed=opts.seed,
         progress=opts.progress,
         keep_val_probs=keep_val_probs,
+        unlabeled_ratio=opts.unlabeled_ratio,
     )
     result = fit(
         model,

@@ -36,6 +36,7 @@ class FitConfig:
     augment: bool = True
     progress: bool = True
     keep_val_probs: int = 0  # keep the validation probabilities of this many last epochs (for --tune)
+    unlabeled_ratio: float = 1.0  # teacher-labelled unlabelled images added to a batch, per labelled image
 
 
 @dataclass
@@ -79,6 +80,25 @@ def _schedule(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def unlabeled_rows(
+    first: int, count: int, epoch: int, step: int, steps_per_epoch: int, take: int, seed: int
+) -> torch.Tensor:
+    """Rows `first .. first + count - 1` (the unlabelled images) for one batch: `take` of them, from a
+    stream of fresh permutations that runs across epochs, so every unlabelled image is used before any
+    repeats, however many there are. Pure in (epoch, step): a resumed run draws the same rows."""
+    if count <= 0 or take <= 0:
+        return torch.empty(0, dtype=torch.long)
+    start = ((epoch - 1) * steps_per_epoch + step) * take
+    rows = []
+    while take > 0:
+        sweep, offset = divmod(start, count)
+        order = torch.randperm(count, generator=torch.Generator().manual_seed(seed * 1_000_003 + sweep))
+        chunk = order[offset : offset + take]
+        rows.append(chunk)
+        start, take = start + len(chunk), take - len(chunk)
+    return first + torch.cat(rows)
+
+
 def _bn_batches(train: ImageSet, norm: Normalizer, limit: int = 1024, batch: int = 128) -> list[torch.Tensor]:
     images = train.images[:limit]
     return [norm(images[i : i + batch]) for i in range(0, len(images), batch)]
@@ -111,6 +131,9 @@ def fit(
 ) -> FitResult:
     """Train `model` (optionally distilling from `teacher`); keep the weights of the best val epoch.
 
+    An epoch is one pass over the labelled images. With a teacher and `unlabeled` images, every batch
+    also takes `cfg.unlabeled_ratio` × its labelled rows from the unlabelled images (KD term only), so
+    an epoch costs the same whether the plant hands over five hundred unlabelled images or fifty thousand.
     `teacher_views` (see teacher_cache) replaces running the teacher on every batch; it must cover the
     training images followed by the unlabelled ones, and is ignored without a teacher."""
     device = norm.mean.device
@@ -131,7 +154,9 @@ def fit(
         raise ValueError(f"teacher_views cover {len(cached)} images, training uses {len(images)}")
     params = list(model.parameters()) + (list(hint.parameters()) if hint else [])
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = max(1, len(images) // cfg.batch_size)
+    n_labelled = len(train)
+    steps_per_epoch = max(1, n_labelled // cfg.batch_size)
+    extra_per_step = round(cfg.unlabeled_ratio * cfg.batch_size) if len(images) > n_labelled else 0
     scheduler = _schedule(optimizer, steps_per_epoch * cfg.epochs)
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -154,7 +179,7 @@ def fit(
     try:
         for epoch in range(start_epoch, cfg.epochs + 1):
             generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-            order = torch.randperm(len(images), generator=generator)
+            order = torch.randperm(n_labelled, generator=generator)
             model.train()
             sums = {"loss": 0.0, "task_loss": 0.0, "kd_loss": 0.0, "hint_loss": 0.0}
             correct = seen = 0
@@ -166,6 +191,11 @@ def fit(
                 batches = tqdm(batches, desc=f"{label} {epoch}/{cfg.epochs}", leave=False, unit="batch")
             for step in batches:
                 index = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+                if extra_per_step:
+                    extra = unlabeled_rows(
+                        n_labelled, len(images) - n_labelled, epoch, step, steps_per_epoch, extra_per_step, cfg.seed
+                    )
+                    index = torch.cat([index, extra])
                 x01 = to_unit(images[index].to(device))
                 cached_logits = None
                 if cached is not None:
@@ -220,7 +250,7 @@ def fit(
                 val_accuracy=val_acc,
                 val_loss=val_loss,
                 seconds=time.perf_counter() - started,
-                images_per_s=steps_per_epoch * cfg.batch_size / (time.perf_counter() - started),
+                images_per_s=steps_per_epoch * (cfg.batch_size + extra_per_step) / (time.perf_counter() - started),
             )
             result.history.append(row)
             if epoch > cfg.epochs - cfg.keep_val_probs:

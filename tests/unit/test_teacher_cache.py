@@ -5,7 +5,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from edge_agent.runtime.manifest import InputSpec  # noqa: E402
-from edge_agent.trainer.fit import FitConfig, fit  # noqa: E402
+from edge_agent.trainer.fit import FitConfig, fit, unlabeled_rows  # noqa: E402
 from edge_agent.trainer.teacher_cache import compute_teacher_views  # noqa: E402
 from edge_agent.trainer.tensors import (  # noqa: E402
     ImageSet,
@@ -91,3 +91,46 @@ def test_a_cache_for_other_images_is_refused():
     cfg = FitConfig(epochs=1, batch_size=4, lam=1.0, progress=False)
     with pytest.raises(ValueError, match="cover 8 images"):
         fit(CountingTeacher(), train, train, norm, cfg, teacher=teacher, teacher_views=views)
+
+
+def test_unlabelled_rows_use_every_image_once_before_any_repeats():
+    # 10 unlabelled rows after 100 labelled ones, 4 per step, 3 steps an epoch: the stream runs across
+    # step and epoch boundaries and starts a fresh permutation only after all ten were used.
+    drawn = torch.cat(
+        [unlabeled_rows(100, 10, epoch, step, 3, take=4, seed=0) for epoch in (1, 2) for step in range(3)]
+    )
+    assert len(drawn) == 24
+    assert sorted(drawn[:10].tolist()) == list(range(100, 110))
+    assert sorted(drawn[10:20].tolist()) == list(range(100, 110))
+    assert not torch.equal(drawn[:10], drawn[10:20])  # a new order each sweep
+    # Pure in (epoch, step): what a resumed run draws for epoch 2 is what the first run drew.
+    assert torch.equal(unlabeled_rows(100, 10, 2, 1, 3, take=4, seed=0), drawn[16:20])
+
+
+def test_a_batch_can_take_more_unlabelled_rows_than_there_are():
+    rows = unlabeled_rows(5, 3, 1, 0, 1, take=7, seed=1)
+    assert len(rows) == 7
+    assert set(rows.tolist()) == {5, 6, 7}
+    assert len(unlabeled_rows(5, 0, 1, 0, 1, take=7, seed=1)) == 0
+
+
+class BatchSizes(CountingTeacher):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.sizes.append(len(x))
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("extra", [4, 40])
+def test_an_epoch_costs_the_same_however_many_unlabelled_images(extra):
+    norm = Normalizer(SPEC, torch.device("cpu"))
+    train = ImageSet(_images(12), torch.arange(12) % 3, [], [])
+    unlabeled = ImageSet(_images(extra, seed=2), torch.full((extra,), -1), [], [])
+    student = BatchSizes()
+    cfg = FitConfig(epochs=2, batch_size=4, lam=1.0, unlabeled_ratio=0.5, progress=False)
+    fit(student, train, train, norm, cfg, teacher=CountingTeacher(), unlabeled=unlabeled)
+    assert student.sizes == [4 + 2] * 6  # 3 steps an epoch over the 12 labelled images, 2 unlabelled each
