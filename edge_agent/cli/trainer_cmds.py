@@ -39,7 +39,7 @@ def register(commands: Any) -> None:
     add_training_flags(distill)
     distill.add_argument("--student-arch", default="mobilenet_v3_small", help="torchvision name (mobilenet_v3_small)")
     distill.add_argument("--teacher", type=Path, help="reuse a trained teacher checkpoint (skip teacher training)")
-    distill.add_argument("--teacher-epochs", type=int, default=30, help="teacher epochs (30)")
+    distill.add_argument("--teacher-epochs", type=int, default=90, help="teacher epochs (90)")
     distill.add_argument("--tau", type=float, default=4.0, help="distillation temperature τ (4)")
     distill.add_argument("--lam", type=float, default=1.0, help="weight λ of the distillation term (1; 0 = no teacher)")
     distill.add_argument("--feature-kd", action="store_true", help="also match features (FitNets hint, 1×1 adapter)")
@@ -97,7 +97,7 @@ def register(commands: Any) -> None:
     )
     teacher.add_argument("data", type=Path, help="data set")
     teacher.add_argument("--out", type=Path, required=True, help="run folder (RUN_DIR)")
-    add_training_flags(teacher, epochs=30, epochs_help="teacher epochs (30)")
+    add_training_flags(teacher, epochs=90, epochs_help="teacher epochs (90)")
     teacher.add_argument("--resume", action="store_true", help="continue from RUN_DIR/teacher-last.pt")
     teacher.set_defaults(func=cmd_teacher)
 
@@ -255,6 +255,8 @@ def print_summary(report: dict[str, Any]) -> None:
             )
     if "tuning" in report:
         print(f"--tune: {report['tuning']['why']}")
+    if report.get("teacher_lead"):
+        print(report["teacher_lead"])
     print(report["verdict"])
     print(f"report: {report['bundle']['path']}/report.md")
 

@@ -18,7 +18,7 @@ from edge_agent.runtime.metrics import calibrate_threshold, classification_repor
 from edge_agent.trainer.checkpoint import load_model, save_model
 from edge_agent.trainer.fit import FitConfig, FitResult, fit, predict_probs
 from edge_agent.trainer.models import IMAGENET_MEAN, IMAGENET_STD, count_params, create_model
-from edge_agent.trainer.report import write_report
+from edge_agent.trainer.report import teacher_lead, write_report
 from edge_agent.trainer.teacher_cache import TeacherViews, compute_teacher_views
 from edge_agent.trainer.tensors import ImageSet, Normalizer, distillation_rows, load_images, load_unlabeled
 
@@ -34,7 +34,7 @@ class DistillOptions:
     teacher: Path | None = None
     pretrained: bool = False
     epochs: int = 90
-    teacher_epochs: int = 30
+    teacher_epochs: int = 90
     image_size: int = 128
     batch_size: int = 32
     lr: float = 2e-3
@@ -315,6 +315,7 @@ def finish(
         report[name]["threshold"] = calibrations[name].threshold
     if tuning:
         report["tuning"] = tuning
+    report["teacher_lead"] = teacher_lead(report)
     teacher_model, teacher_arch, _ = models["teacher"]
     parity = prep.norm(prep.val.images[:16]).cpu()
     manifest = write_bundle(
