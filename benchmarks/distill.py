@@ -32,7 +32,7 @@ from edge_agent.trainer.fit import predict_probs
 from edge_agent.trainer.models import count_params, create_model
 from edge_agent.trainer.teacher_cache import TeacherViews
 from edge_agent.trainer.tensors import augment, load_images, load_unlabeled, to_unit
-from edge_agent.trainer.tune import tune_tau_lambda
+from edge_agent.trainer.tune import Gap, tune_tau_lambda
 
 # "long": --long-epochs instead of --epochs; "views": --teacher-views; "tune": --tune (--tune-budget).
 RECIPES: dict[str, dict[str, Any]] = {
@@ -42,12 +42,21 @@ RECIPES: dict[str, dict[str, Any]] = {
     "Hinton KD tau=4 lam=1, cached teacher (8 views)": {"tau": 4.0, "lam": 1.0, "views": 8},
     "Hinton KD tau=4 lam=1, cached teacher (8 views), long": {"tau": 4.0, "lam": 1.0, "views": 8, "long": True},
     "KD tau=2 lam=1 + feature hint": {"tau": 2.0, "lam": 1.0, "feature_kd": True},
+    "Hinton KD tau=4 lam=1, long": {"tau": 4.0, "lam": 1.0, "long": True},
+    "KD tau=4 lam=1 + feature hint, long": {"tau": 4.0, "lam": 1.0, "feature_kd": True, "long": True},
     "function matching: KD tau=1 lam=2 + mixup": {"tau": 1.0, "lam": 2.0, "mixup": 0.4},
     "Hinton KD tau=4 lam=1 + unlabeled, cached teacher (4 views)": {
         "tau": 4.0,
         "lam": 1.0,
         "views": 4,
         "unlabeled": True,
+    },
+    "Hinton KD tau=4 lam=1 + unlabeled, cached teacher (8 views), long": {
+        "tau": 4.0,
+        "lam": 1.0,
+        "views": 8,
+        "unlabeled": True,
+        "long": True,
     },
     "--tune, cached teacher (8 views), long": {"tune": True, "views": 8, "long": True},
     "--tune + unlabeled, cached teacher (4 views), long": {"tune": True, "views": 4, "unlabeled": True, "long": True},
@@ -87,7 +96,7 @@ def main() -> int:
     parser.add_argument("--unlabeled-per-class", type=int, default=500, help="unlabelled images a class")
     parser.add_argument("--teacher-arch", default="resnet18")
     parser.add_argument("--student-arch", default="mobilenet_v3_small")
-    parser.add_argument("--teacher-epochs", type=int, default=30)
+    parser.add_argument("--teacher-epochs", type=int, default=90)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--long-epochs", type=int, default=90, help="student epochs of the 'long' recipes")
     parser.add_argument("--tune-budget", type=float, default=4.0, help="--tune cost in full trainings (4)")
@@ -100,6 +109,7 @@ def main() -> int:
         help="also run KD at this τ, λ (cached teacher, 8 views, long); repeatable",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (0.002)")
     parser.add_argument("--reuse-teacher", action="store_true", help="use WORK/run/teacher.pt from an earlier run")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")  # a line per epoch
@@ -121,6 +131,7 @@ def main() -> int:
         teacher_arch=args.teacher_arch,
         student_arch=args.student_arch,
         epochs=args.epochs,
+        lr=args.lr,
         teacher_epochs=args.teacher_epochs,
         image_size=args.image_size,
         seed=args.seed,
@@ -139,11 +150,14 @@ def main() -> int:
     good = prep.splits.good_index
     val_is_defect = prep.val.labels.numpy() != good
     rows = []
+    correct: dict[str, np.ndarray] = {}  # per test image, for paired differences against the student alone
 
     def record(name: str, model, seconds: float, epochs: int) -> None:
         probs = predict_probs(model, prep.val.images, prep.norm)
         threshold = calibrate_threshold(val_is_defect, 1 - probs[:, good], 0.05).threshold
+        test_probs = predict_probs(model, prep.test.images, prep.norm)
         ev = evaluate_model(model, prep.test, prep, threshold)
+        correct[name] = test_probs.argmax(1) == prep.test.labels.numpy()
         per_defect = {c: v["escape_rate"] for c, v in ev["per_class"].items() if "escape_rate" in v}
         rows.append(
             {
@@ -229,14 +243,20 @@ def main() -> int:
         "threshold at val escape <= 5 %\n"
     )
     defects = [c for c in prep.splits.classes if c != prep.splits.good_class]
-    header = "| recipe | epochs | params | accuracy | escape | overkill | seconds | "
+    baseline = next((r["recipe"] for r in reversed(rows) if r["recipe"].startswith("baseline")), None)
+    header = "| recipe | epochs | params | accuracy | vs student alone | escape | overkill | seconds | "
     print(header + " | ".join(f"escape {d}" for d in defects) + " |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |" + " ---: |" * len(defects))
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" + " ---: |" * len(defects))
     for r in rows:
         cells = " | ".join(f"{r['per_defect_escape'][d]:.0%}" for d in defects)
+        # The paired difference on the same test images, ± one standard error of it (test sampling only;
+        # a retrained model moves by more — see the replicate tables in the README).
+        gap = Gap.of(correct[r["recipe"]], correct[baseline]) if baseline else None
+        versus = f"{gap.diff:+.1%} (±{gap.margin:.1%})" if gap and r["recipe"] != baseline else "—"
+        r["vs_student_alone"] = gap.diff if gap else None
         print(
-            f"| {r['recipe']} | {r['epochs']} | {r['params']:,} | {r['accuracy']:.1%} | {r['escape']:.1%} | "
-            f"{r['overkill']:.1%} | {r['seconds']:.0f} | "
+            f"| {r['recipe']} | {r['epochs']} | {r['params']:,} | {r['accuracy']:.1%} | {versus} | "
+            f"{r['escape']:.1%} | {r['overkill']:.1%} | {r['seconds']:.0f} | "
             f"{cells} |"
         )
     if throughput:
@@ -245,6 +265,7 @@ def main() -> int:
             f"{bare:.0f} images/s = {throughput / bare:.2f}x"
         )
     (args.work / "results.json").write_text(json.dumps(rows, indent=2))
+    np.savez(args.work / "test_correct.npz", **{r["recipe"]: correct[r["recipe"]] for r in rows})
     return 0
 
 
