@@ -99,8 +99,12 @@ def unlabeled_rows(
     return first + torch.cat(rows)
 
 
-def _bn_batches(train: ImageSet, norm: Normalizer, limit: int = 1024, batch: int = 128) -> list[torch.Tensor]:
-    images = train.images[:limit]
+def bn_batches(train: ImageSet, norm: Normalizer, limit: int = 1024, batch: int = 128) -> list[torch.Tensor]:
+    """Clean training images for BatchNorm recalibration, drawn across the whole set in a fixed random
+    order: the images are stored class by class, and a batch of one class has the wrong variance (and
+    the first `limit` images might be only the first classes)."""
+    order = torch.randperm(len(train.images), generator=torch.Generator().manual_seed(0))[:limit]
+    images = train.images[order]
     return [norm(images[i : i + batch]) for i in range(0, len(images), batch)]
 
 
@@ -175,7 +179,7 @@ def fit(
         result.val_probs = state.get("val_probs", [])
         start_epoch = state["epoch"] + 1
         log.info("%s: resumed after epoch %d from %s", label, state["epoch"], checkpoint)
-    bn_batches = _bn_batches(train, norm)
+    clean_batches = bn_batches(train, norm)
     try:
         for epoch in range(start_epoch, cfg.epochs + 1):
             generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
@@ -238,7 +242,7 @@ def fit(
                 correct += int((logits.argmax(1)[mask] == y[mask]).sum())
                 seen += int(mask.sum())
             # Exact BatchNorm statistics on clean images: the running averages lag in short runs.
-            recalibrate_batchnorm(model, bn_batches)
+            recalibrate_batchnorm(model, clean_batches)
             probs = predict_probs(model, val.images, norm)
             val_labels = val.labels.numpy()
             val_acc = float((probs.argmax(1) == val_labels).mean())
