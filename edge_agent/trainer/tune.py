@@ -167,9 +167,10 @@ def decide(
         if behind
         else ""
     )
+    standing = "clearly better than" if clearly_better(kd, reference) else "not clearly worse than"
     return kd, (
         f"{name(kd)} won: the teacher is at least as accurate as the student alone on validation "
-        f"({teacher_acc:.1%} vs {ref_acc:.1%}) and the distilled student is not clearly worse "
+        f"({teacher_acc:.1%} vs {ref_acc:.1%}) and the distilled student is {standing} the student alone "
         f"({versus(kd, reference)}).{why_kd}{caveat}"
     )
 

@@ -91,6 +91,7 @@ def test_a_credible_teacher_is_used_unless_distillation_is_clearly_worse():
     within_noise = _model(*DEFAULT, wrong=range(5, 17), escaped=range(2, 6))
     winner, why = decide(alone, within_noise, None, GOOD_TEACHER)
     assert winner is within_noise
+    assert "not clearly worse than the student alone" in why
     assert "NOTE" in why
     assert "accuracy (within the sampling error)" in why
     clearly_worse = _model(*DEFAULT, wrong=range(0, 30), escaped=range(0, 20))
@@ -120,6 +121,7 @@ def test_a_challenger_replaces_the_recipe_asked_for_only_when_clearly_better():
     winner, why = decide(alone, anchor, clearly, GOOD_TEACHER)
     assert winner is clearly
     assert "beat the recipe asked for" in why
+    assert "clearly better than the student alone" in why
 
 
 def test_fewer_escapes_do_not_excuse_a_clearly_worse_classifier():
