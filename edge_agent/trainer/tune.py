@@ -32,6 +32,7 @@ ETA = 3  # keep the best third at every early rung
 REFERENCE = (1.0, 0.0)  # λ = 0: the student alone, the bar every distillation candidate must clear
 DEFAULT = (4.0, 1.0)  # the CLI's recipe; the anchor when --lam is 0
 FINALISTS = 3  # the student alone, the anchor and the best challenger train for the full epochs
+MIN_IMAGES = 3.0  # the smallest paired difference, in images, that counts (see Gap)
 
 
 def anchor_of(tau: float, lam: float) -> tuple[float, float]:
@@ -74,7 +75,8 @@ def escape_at_overkill(is_defect: np.ndarray, scores: np.ndarray, max_overkill: 
 class Gap:
     """A paired difference between two models on the same images: `diff` in share of images, and the
     smallest difference that counts (one standard error of a paired difference — the square root of
-    the images they disagree on — and never under two images)."""
+    the images they disagree on — and never under three images: two images going one way happen by
+    chance every other time, and a teacher trained on shuffled labels won --tune that way)."""
 
     diff: float
     margin: float
@@ -82,7 +84,7 @@ class Gap:
     @classmethod
     def of(cls, a: np.ndarray, b: np.ndarray) -> Gap:
         n = max(1, len(a))
-        return cls(float(a.mean() - b.mean()) if len(a) else 0.0, max(math.sqrt(int((a != b).sum())), 2.0) / n)
+        return cls(float(a.mean() - b.mean()) if len(a) else 0.0, max(math.sqrt(int((a != b).sum())), MIN_IMAGES) / n)
 
     @property
     def clearly_up(self) -> bool:

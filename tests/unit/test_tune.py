@@ -53,6 +53,10 @@ def test_a_paired_gap_counts_only_beyond_its_sampling_error():
     b = a.copy()
     b[:1] = False  # one image apart: never clear
     assert not Gap.of(a, b).clearly_up
+    b[:2] = False  # two images, both one way: a coin flipped twice, still not clear
+    assert not Gap.of(a, b).clearly_up
+    b[:3] = False
+    assert Gap.of(a, b).clearly_up
     b[:16] = False  # 16 images apart, all one way: beyond √16 = 4 images
     assert Gap.of(a, b).clearly_up
     assert Gap.of(b, a).clearly_down
