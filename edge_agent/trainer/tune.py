@@ -66,11 +66,6 @@ def escape_rate(caught: np.ndarray) -> float:
     return float(1 - caught.mean()) if len(caught) else 0.0
 
 
-def escape_at_overkill(is_defect: np.ndarray, scores: np.ndarray, max_overkill: float) -> float:
-    """Validation escape at the strictest threshold whose overkill stays within `max_overkill`."""
-    return escape_rate(caught_at_overkill(is_defect, scores, max_overkill))
-
-
 @dataclass(frozen=True)
 class Gap:
     """A paired difference between two models on the same images: `diff` in share of images, and the
