@@ -257,6 +257,10 @@ def print_summary(report: dict[str, Any]) -> None:
         print(f"--tune: {report['tuning']['why']}")
     if report.get("teacher_lead"):
         print(report["teacher_lead"])
+    if report.get("equal_overkill"):
+        from edge_agent.trainer.report import equal_overkill_line
+
+        print(equal_overkill_line(report["equal_overkill"]))
     print(report["verdict"])
     print(f"report: {report['bundle']['path']}/report.md")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -17,6 +18,30 @@ def escape_overkill(is_defect: np.ndarray, defect_scores: np.ndarray, threshold:
     escape = float((~fail & is_defect).sum() / n_defect) if n_defect else 0.0
     overkill = float((fail & ~is_defect).sum() / n_good) if n_good else 0.0
     return escape, overkill
+
+
+def fail_threshold(is_defect: np.ndarray, scores: np.ndarray, max_overkill: float) -> float:
+    """The lowest threshold (parts scoring at or above it fail) whose overkill stays within `max_overkill`."""
+    good = np.sort(scores[~is_defect])[::-1]
+    allowed = math.floor(max_overkill * len(good) + 1e-9)  # good parts that may fail
+    if allowed >= len(good):
+        return -math.inf
+    return float(np.nextafter(good[allowed], math.inf))
+
+
+def caught_at_overkill(is_defect: np.ndarray, scores: np.ndarray, max_overkill: float) -> np.ndarray:
+    """For each defective image, whether it fails at the strictest threshold within `max_overkill`."""
+    return scores[is_defect] >= fail_threshold(is_defect, scores, max_overkill)
+
+
+def escape_rate(caught: np.ndarray) -> float:
+    return float(1 - caught.mean()) if len(caught) else 0.0
+
+
+def escape_at_overkill(is_defect: np.ndarray, scores: np.ndarray, max_overkill: float) -> float:
+    """The lowest escape rate reachable while failing at most `max_overkill` of the good parts: how two
+    models compare at the same cost in good parts, whatever thresholds they were calibrated to."""
+    return escape_rate(caught_at_overkill(is_defect, scores, max_overkill))
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from edge_agent.runtime.metrics import calibrate_threshold, classification_repor
 from edge_agent.trainer.checkpoint import load_model, save_model
 from edge_agent.trainer.fit import FitConfig, FitResult, fit, predict_probs
 from edge_agent.trainer.models import IMAGENET_MEAN, IMAGENET_STD, count_params, create_model
-from edge_agent.trainer.report import teacher_lead, write_report
+from edge_agent.trainer.report import equal_overkill, teacher_lead, write_report
 from edge_agent.trainer.teacher_cache import TeacherViews, compute_teacher_views
 from edge_agent.trainer.tensors import ImageSet, Normalizer, distillation_rows, load_images, load_unlabeled
 
@@ -97,8 +97,14 @@ def prepare(opts: DistillOptions, device: torch.device) -> Prepared:
 
 
 def evaluate_model(model: nn.Module, images: ImageSet, prep: Prepared, threshold: float) -> dict[str, Any]:
+    """classification_report, plus the per-image defect scores (kept in memory for the trade-off picture
+    and the equal-overkill comparison; not written to report.json)."""
     probs = predict_probs(model, images.images, prep.norm)
-    return classification_report(images.labels.numpy(), probs, prep.splits.classes, prep.splits.good_index, threshold)
+    labels = images.labels.numpy()
+    ev = classification_report(labels, probs, prep.splits.classes, prep.splits.good_index, threshold)
+    ev["defect_scores"] = 1.0 - probs[:, prep.splits.good_index]
+    ev["is_defect"] = labels != prep.splits.good_index
+    return ev
 
 
 def summary(name: str, arch: str, model: nn.Module, ev: dict[str, Any], result: FitResult | None) -> dict[str, Any]:
@@ -316,6 +322,7 @@ def finish(
     if tuning:
         report["tuning"] = tuning
     report["teacher_lead"] = teacher_lead(report)
+    report["equal_overkill"] = equal_overkill(evaluations)
     teacher_model, teacher_arch, _ = models["teacher"]
     parity = prep.norm(prep.val.images[:16]).cpu()
     manifest = write_bundle(

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from edge_agent.runtime.metrics import escape_at_overkill
+
 
 def plot_confusions(path: Path, evaluations: dict[str, dict[str, Any]]) -> None:
     import matplotlib
@@ -51,6 +53,76 @@ def _annotate(ax: Any, classes: list[str], counts: np.ndarray, dark: np.ndarray,
             ax.text(j, i, text, ha="center", va="center", color="white" if dark[i, j] else "black", fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
+
+
+def plot_tradeoff(path: Path, evaluations: dict[str, dict[str, Any]]) -> None:
+    """Escape against overkill on test for every model as its threshold sweeps, each calibrated operating
+    point marked: two students calibrated to the same validation escape can sit far apart on this plot,
+    and the lower curve is the better model at every cost in good parts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.6, 4.4))
+    for index, (name, ev) in enumerate(evaluations.items()):
+        if "defect_scores" not in ev:
+            continue
+        overkill, escape = tradeoff_curve(ev["is_defect"], ev["defect_scores"])
+        ax.step(overkill, escape, where="post", color=f"C{index}", label=name)
+        ax.plot(ev["overkill_rate"], ev["escape_rate"], "o", color=f"C{index}")
+    ax.set_xlabel("overkill (good parts failed)")
+    ax.set_ylabel("escape (defective parts passed)")
+    ax.set_title("test trade-off; dots = calibrated thresholds")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def tradeoff_curve(is_defect: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(overkill, escape) at every threshold, from failing nothing to failing everything."""
+    order = np.argsort(-scores, kind="stable")  # lowering the threshold fails parts in this order
+    ranked, defect = np.asarray(scores)[order], np.asarray(is_defect, dtype=bool)[order]
+    n_defect, n_good = max(1, int(defect.sum())), max(1, int((~defect).sum()))
+    # A threshold cannot split equal scores: keep only the points after the last of each tie.
+    ends = np.append(ranked[1:] != ranked[:-1], True)
+    overkill = np.concatenate([[0.0], (np.cumsum(~defect) / n_good)[ends]])
+    escape = np.concatenate([[1.0], (1 - np.cumsum(defect) / n_defect)[ends]])
+    return overkill, escape
+
+
+def equal_overkill(evaluations: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """Student and baseline compared at the same overkill on test (each at the other's calibrated
+    overkill; thresholds set on test for this comparison only). Escape at the calibrated thresholds
+    rewards a model for failing many good parts; at equal overkill the better model has fewer escapes."""
+    if not {"student", "baseline"} <= evaluations.keys() or "defect_scores" not in evaluations["student"]:
+        return None
+    student, baseline = evaluations["student"], evaluations["baseline"]
+    rows = {}
+    for at in ("baseline", "student"):
+        overkill = evaluations[at]["overkill_rate"]
+        rows[f"at_{at}_overkill"] = {
+            "overkill": overkill,
+            **{
+                f"{name}_escape": escape_at_overkill(ev["is_defect"], ev["defect_scores"], overkill)
+                for name, ev in (("student", student), ("baseline", baseline))
+            },
+        }
+    return rows
+
+
+def equal_overkill_line(rows: dict[str, Any]) -> str:
+    b, s = rows["at_baseline_overkill"], rows["at_student_overkill"]
+    return (
+        f"At equal overkill (thresholds set on test for this comparison only): failing as many good parts as "
+        f"the baseline ({_pct(b['overkill'])}), the student lets {_pct(b['student_escape'])} of defects escape "
+        f"(baseline {_pct(b['baseline_escape'])}); at the student's overkill ({_pct(s['overkill'])}), the baseline "
+        f"lets {_pct(s['baseline_escape'])} escape (student {_pct(s['student_escape'])}). See tradeoff.png."
+    )
 
 
 def plot_curves(path: Path, histories: dict[str, list[dict[str, float]]]) -> None:
@@ -143,6 +215,8 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     if report.get("teacher_lead"):
         lines += ["", report["teacher_lead"]]
+    if report.get("equal_overkill"):
+        lines += ["", equal_overkill_line(report["equal_overkill"])]
     lines += [
         "",
         "## Escape rate per defect class",
@@ -175,7 +249,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", report["tuning"]["why"]]
         if "objective" in report["tuning"]:
             lines += ["", f"How candidates were compared: {report['tuning']['objective']}."]
-    lines += ["", "![confusion matrices](confusion.png)", "", "![training curves](curves.png)", ""]
+    lines += ["", "![confusion matrices](confusion.png)", "", "![escape against overkill](tradeoff.png)"]
+    lines += ["", "![training curves](curves.png)", ""]
     return "\n".join(lines)
 
 
@@ -188,4 +263,5 @@ def write_report(
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     (out / "report.md").write_text(markdown(report), encoding="utf-8")
     plot_confusions(out / "confusion.png", evaluations)
+    plot_tradeoff(out / "tradeoff.png", evaluations)
     plot_curves(out / "curves.png", histories)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from edge_agent.runtime.metrics import caught_at_overkill, escape_rate
 from edge_agent.trainer.fit import FitResult, predict_probs
 from edge_agent.trainer.teacher_cache import TeacherViews
 from edge_agent.trainer.tensors import ImageSet
@@ -46,24 +47,6 @@ def challengers(anchor: tuple[float, float]) -> list[tuple[float, float]]:
 
 def candidates(anchor: tuple[float, float] = DEFAULT) -> list[tuple[float, float]]:
     return [REFERENCE, anchor, *challengers(anchor)]
-
-
-def fail_threshold(is_defect: np.ndarray, scores: np.ndarray, max_overkill: float) -> float:
-    """The lowest threshold (parts scoring at or above it fail) whose overkill stays within `max_overkill`."""
-    good = np.sort(scores[~is_defect])[::-1]
-    allowed = math.floor(max_overkill * len(good) + 1e-9)  # good parts that may fail
-    if allowed >= len(good):
-        return -math.inf
-    return float(np.nextafter(good[allowed], math.inf))
-
-
-def caught_at_overkill(is_defect: np.ndarray, scores: np.ndarray, max_overkill: float) -> np.ndarray:
-    """For each defective image, whether it fails at the strictest threshold within `max_overkill`."""
-    return scores[is_defect] >= fail_threshold(is_defect, scores, max_overkill)
-
-
-def escape_rate(caught: np.ndarray) -> float:
-    return float(1 - caught.mean()) if len(caught) else 0.0
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ def test_distill_writes_a_complete_bundle(tiny_data, tmp_path, capsys):
     assert code == 0
     for name in ("model.onnx", "manifest.json", "report.json", "report.md", "confusion.png", "curves.png"):
         assert (out / name).is_file(), name
+    assert (out / "tradeoff.png").is_file()
     manifest = json.loads((out / "manifest.json").read_text())
     report = json.loads((out / "report.json").read_text())
     for key in (
@@ -50,6 +51,9 @@ def test_distill_writes_a_complete_bundle(tiny_data, tmp_path, capsys):
     assert report["tau"] == 4.0
     assert report["lam"] == 1.0
     assert "| student |" in (out / "report.md").read_text()
+    at_baseline = report["equal_overkill"]["at_baseline_overkill"]
+    assert at_baseline["overkill"] == report["baseline"]["overkill_rate"]
+    assert "At equal overkill" in (out / "report.md").read_text()
 
     # The bundle's ONNX gives the same predictions in ONNX Runtime as the student in PyTorch.
     from edge_agent.runtime.evaluate import evaluate_bundle

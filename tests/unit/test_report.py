@@ -1,10 +1,12 @@
-"""The report's reading of the teacher's lead: nothing to transfer, not taken, or taken."""
+"""The report's readings: the teacher's lead (nothing to transfer, not taken, or taken) and the student
+against the baseline at equal overkill."""
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch")
 
-from edge_agent.trainer.report import markdown, teacher_lead
+from edge_agent.trainer.report import equal_overkill, equal_overkill_line, markdown, teacher_lead, tradeoff_curve
 
 
 def crafted(teacher: float, student: float, baseline: float | None, lam: float = 1.0) -> dict:
@@ -55,3 +57,26 @@ def test_markdown_shows_the_reading_under_the_table():
     )
     text = markdown(report)
     assert text.index("leads the student alone") < text.index("## Escape rate per defect class")
+
+
+def scored(scores: list[float], is_defect: list[bool], overkill: float) -> dict:
+    return {"defect_scores": np.array(scores), "is_defect": np.array(is_defect), "overkill_rate": overkill}
+
+
+def test_equal_overkill_compares_each_model_at_the_others_cost():
+    is_defect = [True, True, True, True, False, False, False, False]
+    # The student separates perfectly; the baseline ranks one defect under every good part.
+    student = scored([0.9, 0.8, 0.7, 0.6, 0.1, 0.2, 0.3, 0.4], is_defect, overkill=0.0)
+    baseline = scored([0.9, 0.8, 0.7, 0.05, 0.1, 0.2, 0.3, 0.4], is_defect, overkill=0.75)
+    rows = equal_overkill({"teacher": student, "student": student, "baseline": baseline})
+    assert rows["at_baseline_overkill"] == {"overkill": 0.75, "student_escape": 0.0, "baseline_escape": 0.25}
+    assert rows["at_student_overkill"] == {"overkill": 0.0, "student_escape": 0.0, "baseline_escape": 0.25}
+    line = equal_overkill_line(rows)
+    assert "the baseline (75.0 %), the student lets 0.0 % of defects escape (baseline 25.0 %)" in line
+    assert equal_overkill({"teacher": student, "student": student}) is None
+
+
+def test_tradeoff_curve_runs_from_failing_nothing_to_failing_everything_without_splitting_ties():
+    overkill, escape = tradeoff_curve(np.array([True, False, True, False]), np.array([0.9, 0.5, 0.5, 0.1]))
+    assert overkill.tolist() == [0.0, 0.0, 0.5, 1.0]
+    assert escape.tolist() == [1.0, 0.5, 0.0, 0.0]

@@ -3,6 +3,7 @@ import pytest
 
 pytest.importorskip("torch")
 
+from edge_agent.runtime.metrics import escape_at_overkill
 from edge_agent.trainer.tune import (
     DEFAULT,
     FINALISTS,
@@ -11,11 +12,9 @@ from edge_agent.trainer.tune import (
     Scored,
     anchor_of,
     candidates,
-    caught_at_overkill,
     challengers,
     clearly_better,
     decide,
-    escape_rate,
     rung_epochs,
 )
 
@@ -37,10 +36,6 @@ def test_rungs_grow_and_stay_within_budget():
     survivors = [n, -(-n // 3)]
     spent = sum(c * e for c, e in zip(survivors, epochs, strict=False)) + FINALISTS * 90
     assert spent <= 4.0 * 90
-
-
-def escape_at_overkill(is_defect: np.ndarray, scores: np.ndarray, max_overkill: float) -> float:
-    return escape_rate(caught_at_overkill(is_defect, scores, max_overkill))
 
 
 def test_escape_at_overkill():
