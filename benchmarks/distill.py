@@ -33,7 +33,8 @@ from edge_agent.trainer.teacher_cache import TeacherViews
 from edge_agent.trainer.tensors import augment, load_images, load_unlabeled, to_unit
 from edge_agent.trainer.tune import Gap, tune_tau_lambda
 
-# "long": --long-epochs instead of --epochs; "views": --teacher-views; "tune": --tune (--tune-budget).
+# "long": --long-epochs instead of --epochs; "views": --teacher-views; "tune": --tune (--tune-budget);
+# "ratio": --unlabeled-ratio.
 RECIPES: dict[str, dict[str, Any]] = {
     "baseline (no teacher)": {"lam": 0.0},
     "baseline (no teacher), long": {"lam": 0.0, "long": True},
@@ -55,6 +56,14 @@ RECIPES: dict[str, dict[str, Any]] = {
         "lam": 1.0,
         "views": 8,
         "unlabeled": True,
+        "long": True,
+    },
+    "Hinton KD tau=4 lam=1 + 3x unlabeled, cached teacher (8 views), long": {
+        "tau": 4.0,
+        "lam": 1.0,
+        "views": 8,
+        "unlabeled": True,
+        "ratio": 3.0,
         "long": True,
     },
     "--tune, cached teacher (8 views), long": {"tune": True, "views": 8, "long": True},
@@ -104,8 +113,9 @@ def main() -> int:
         "--kd",
         action="append",
         default=[],
-        metavar="TAU,LAM",
-        help="also run KD at this τ, λ (cached teacher, 8 views, long); repeatable",
+        metavar="TAU,LAM[,RATIO]",
+        help="also run KD at this τ, λ (cached teacher, 8 views, long), with RATIO: + unlabelled at that "
+        "--unlabeled-ratio; repeatable",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (0.002)")
@@ -150,6 +160,7 @@ def main() -> int:
     val_is_defect = prep.val.labels.numpy() != good
     rows = []
     correct: dict[str, np.ndarray] = {}  # per test image, for paired differences against the student alone
+    saved_probs: dict[str, np.ndarray] = {}  # val and test probabilities, to study thresholds offline
 
     def record(name: str, model, seconds: float, epochs: int) -> None:
         probs = predict_probs(model, prep.val.images, prep.norm)
@@ -158,6 +169,9 @@ def main() -> int:
         test_labels = prep.test.labels.numpy()
         ev = classification_report(test_labels, test_probs, prep.splits.classes, good, threshold)
         correct[name] = test_probs.argmax(1) == test_labels
+        saved_probs[f"{name} | val"], saved_probs[f"{name} | test"] = probs, test_probs
+        labels = {"labels | val": prep.val.labels.numpy(), "labels | test": test_labels}
+        np.savez(args.work / "probs.npz", **saved_probs, **labels)  # good class at prep.splits.good_index
         per_defect = {c: v["escape_rate"] for c, v in ev["per_class"].items() if "escape_rate" in v}
         rows.append(
             {
@@ -182,13 +196,15 @@ def main() -> int:
     views_cache: dict[tuple[int, bool], TeacherViews] = {}
     throughput = None
     recipes = dict(RECIPES)
-    for pair in args.kd:
-        tau, lam = (float(v) for v in pair.split(","))
-        recipes[f"KD tau={tau:g} lam={lam:g}, cached teacher (8 views), long"] = {
+    for spec in args.kd:
+        tau, lam, *ratio = (float(v) for v in spec.split(","))
+        extra = f" + {ratio[0]:g}x unlabeled" if ratio else ""
+        recipes[f"KD tau={tau:g} lam={lam:g}{extra}, cached teacher (8 views), long"] = {
             "tau": tau,
             "lam": lam,
             "views": 8,
             "long": True,
+            **({"unlabeled": True, "ratio": ratio[0]} if ratio else {}),
         }
     for name, recipe in recipes.items():
         if args.recipe and name in RECIPES and name not in args.recipe:
@@ -201,6 +217,7 @@ def main() -> int:
                 "teacher_views": recipe.get("views", 0),
                 "epochs": args.long_epochs if recipe.get("long") else args.epochs,
                 "tune_budget": args.tune_budget,
+                "unlabeled_ratio": recipe.get("ratio", 1.0),
             }
         )
         extra_images = unlabeled if recipe.get("unlabeled") else None
