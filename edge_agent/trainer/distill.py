@@ -261,7 +261,7 @@ def run_distill(opts: DistillOptions) -> dict[str, Any]:
         # the shipped student on the test split whether or not --baseline was asked for.
         baseline, baseline_fit = alone or train_student(opts, prep, work, None, tau, 0.0, "baseline")
         models["baseline"] = (baseline, opts.student_arch, baseline_fit)
-    return finish(opts, prep, models, tau, lam, tuning)
+    return finish(opts, prep, models, tau, lam, tuning, len(unlabeled) if unlabeled is not None else 0)
 
 
 def finish(
@@ -271,6 +271,7 @@ def finish(
     tau: float,
     lam: float,
     tuning: dict[str, Any] | None,
+    unlabeled_count: int = 0,
 ) -> dict[str, Any]:
     """Calibrate, evaluate, choose what ships, export the bundle and write the report."""
     from edge_agent.trainer.export import write_bundle
@@ -311,7 +312,10 @@ def finish(
             "root": str(prep.splits.root),
             "layout": prep.splits.layout,
             "classes": prep.splits.classes,
-            "counts": {s: len(getattr(prep, s)) for s in ("train", "val", "test")},
+            "counts": {
+                **{s: len(getattr(prep, s)) for s in ("train", "val", "test")},
+                **({"unlabeled": unlabeled_count} if unlabeled_count else {}),  # teacher-labelled, KD term only
+            },
             "skipped_unreadable": sum(len(getattr(prep, s).skipped) for s in ("train", "val", "test")),
             "notes": prep.splits.notes,
         },

@@ -184,6 +184,11 @@ def teacher_lead(report: dict[str, Any]) -> str | None:
             "a longer schedule (--epochs) or a larger --student-arch are the levers; the escape table below shows "
             "which defects it misses."
         )
+    elif taken < 0.8:
+        line += (
+            " To take more of it: a longer schedule (--epochs; distillation keeps gaining after the student alone "
+            "has stopped) and more unlabelled images (--unlabeled, --unlabeled-ratio)."
+        )
     return line
 
 

@@ -34,10 +34,17 @@ def test_a_lead_the_student_does_not_take_points_at_the_student():
     assert "does not learn what the teacher sees" in line
 
 
-def test_a_lead_taken_is_reported_without_advice():
+def test_a_lead_mostly_taken_points_at_a_longer_schedule():
     line = teacher_lead(crafted(0.95, 0.93, 0.88))
     assert "+5.0 of them (71%)" in line
+    assert "--epochs" in line
     assert "levers" not in line
+
+
+def test_a_lead_taken_is_reported_without_advice():
+    line = teacher_lead(crafted(0.95, 0.945, 0.88))
+    assert "(93%)" in line
+    assert "--" not in line
 
 
 def test_a_student_trained_alone_says_so():
