@@ -45,10 +45,6 @@ def challengers(anchor: tuple[float, float]) -> list[tuple[float, float]]:
     return [(tau, lam) for tau in TAUS for lam in LAMBDAS if (tau, lam) != anchor]
 
 
-def candidates(anchor: tuple[float, float] = DEFAULT) -> list[tuple[float, float]]:
-    return [REFERENCE, anchor, *challengers(anchor)]
-
-
 @dataclass(frozen=True)
 class Gap:
     """A paired difference between two models on the same images: `diff` in share of images, and the

@@ -11,7 +11,6 @@ from edge_agent.trainer.tune import (
     Gap,
     Scored,
     anchor_of,
-    candidates,
     challengers,
     clearly_better,
     decide,
@@ -19,11 +18,14 @@ from edge_agent.trainer.tune import (
 )
 
 
-def test_candidates_include_no_teacher_and_the_recipe_asked_for():
-    pairs = candidates((3.0, 0.7))
-    assert REFERENCE in pairs
-    assert (3.0, 0.7) in pairs
-    assert len(pairs) == len(set(pairs))
+def test_the_race_is_between_distilled_challengers_only():
+    # λ = 0 and the recipe asked for are always finalists; the short runs race the rest.
+    racing = challengers(anchor_of(3.0, 0.7))
+    assert anchor_of(3.0, 0.7) == (3.0, 0.7)
+    assert REFERENCE not in racing
+    assert (3.0, 0.7) not in racing
+    assert all(lam > 0 for _, lam in racing)
+    assert len(racing) == len(set(racing))
     assert DEFAULT not in challengers(DEFAULT)
     assert anchor_of(2.0, 0.0) == DEFAULT  # --lam 0 --tune still tries the default recipe
 
