@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edge_agent.runtime.metrics import calibrate_threshold, classification_report, escape_overkill
+from edge_agent.runtime.metrics import calibrate_threshold, classification_report, escape_overkill, wilson_interval
 
 
 def test_escape_and_overkill_definitions():
@@ -29,6 +29,18 @@ def test_looser_escape_target_lowers_overkill():
     cal = calibrate_threshold(is_defect, scores, max_escape=0.25)
     assert cal.escape_rate == 0.25
     assert cal.overkill_rate == pytest.approx(1 / 6)
+
+
+def test_the_note_says_what_a_validation_escape_rate_can_promise():
+    # 6 of 128 defects escaping on validation: the true rate may lie anywhere from about 2 % to 10 %.
+    lo, hi = wilson_interval(6, 128)
+    assert lo == pytest.approx(0.0217, abs=5e-4)
+    assert hi == pytest.approx(0.0985, abs=5e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    is_defect = np.array([True] * 4 + [False] * 6)
+    scores = np.array([0.95, 0.9, 0.8, 0.4, 0.05, 0.1, 0.2, 0.3, 0.5, 0.85])
+    cal = calibrate_threshold(is_defect, scores, max_escape=0.25)
+    assert "1 of 4 defective validation images pass" in cal.note
 
 
 def test_never_rejects_everything_and_says_so():
