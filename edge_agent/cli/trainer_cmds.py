@@ -261,7 +261,8 @@ def print_summary(report: dict[str, Any]) -> None:
         from edge_agent.trainer.report import equal_overkill_line
 
         print(equal_overkill_line(report["equal_overkill"]))
-    print(report["verdict"])
+    if "tuning" not in report:  # with --tune the verdict is the --tune line above
+        print(report["verdict"])
     print(f"report: {report['bundle']['path']}/report.md")
 
 

@@ -65,17 +65,19 @@ def plot_tradeoff(path: Path, evaluations: dict[str, dict[str, Any]]) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.6, 4.4))
+    top = 0.05
     for index, (name, ev) in enumerate(evaluations.items()):
         if "defect_scores" not in ev:
             continue
         overkill, escape = tradeoff_curve(ev["is_defect"], ev["defect_scores"])
         ax.step(overkill, escape, where="post", color=f"C{index}", label=name)
         ax.plot(ev["overkill_rate"], ev["escape_rate"], "o", color=f"C{index}")
+        top = max(top, float(escape[overkill == 0].min()))  # escape before any good part fails
     ax.set_xlabel("overkill (good parts failed)")
     ax.set_ylabel("escape (defective parts passed)")
     ax.set_title("test trade-off; dots = calibrated thresholds")
     ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, min(1.0, 1.1 * top))  # the region where thresholds live, not the empty top
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
