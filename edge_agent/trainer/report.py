@@ -188,8 +188,9 @@ def teacher_lead(report: dict[str, Any]) -> str | None:
         )
     elif taken < 0.8:
         line += (
-            " To take more of it: a longer schedule (--epochs; distillation keeps gaining after the student alone "
-            "has stopped) and more unlabelled images (--unlabeled, --unlabeled-ratio)."
+            " To take more of it: a larger student (--student-arch mobilenet_v3_large), a longer schedule "
+            "(--epochs; distillation keeps gaining after the student alone has stopped) and more unlabelled "
+            "images (--unlabeled, --unlabeled-ratio)."
         )
     return line
 
