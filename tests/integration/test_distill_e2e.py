@@ -116,7 +116,7 @@ def test_bad_data_exits_2(tmp_path, capsys):
 
 
 def test_tune_reports_every_candidate_and_trains_the_winner(tiny_data, tmp_path):
-    from edge_agent.trainer.tune import candidates
+    from edge_agent.trainer.tune import DEFAULT, REFERENCE, challengers
 
     out = tmp_path / "tuned"
     flags = "--teacher-epochs 1 --tune --tune-budget 1 --baseline --ship best --unlabeled"
@@ -125,7 +125,7 @@ def test_tune_reports_every_candidate_and_trains_the_winner(tiny_data, tmp_path)
     tuning = report["tuning"]
     pairs = {(c["tau"], c["lam"]) for c in tuning["candidates"]}
     assert (1.0, 0.0) in pairs  # no teacher is always a candidate
-    assert pairs == set(candidates())  # the student alone, the recipe asked for (τ 4, λ 1) and the grid
+    assert pairs == {REFERENCE, DEFAULT, *challengers(DEFAULT)}  # the student alone, τ 4 λ 1 and the grid
     assert sum(c["outcome"] == "winner" for c in tuning["candidates"]) == 1
     assert (report["tau"], report["lam"]) == (tuning["winner"]["tau"], tuning["winner"]["lam"])
     assert "winner" in (out / "report.md").read_text() or "λ" in (out / "report.md").read_text()
