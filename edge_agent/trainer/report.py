@@ -67,8 +67,6 @@ def plot_tradeoff(path: Path, evaluations: dict[str, dict[str, Any]]) -> None:
     fig, ax = plt.subplots(figsize=(5.6, 4.4))
     top = 0.05
     for index, (name, ev) in enumerate(evaluations.items()):
-        if "defect_scores" not in ev:
-            continue
         overkill, escape = tradeoff_curve(ev["is_defect"], ev["defect_scores"])
         ax.step(overkill, escape, where="post", color=f"C{index}", label=name)
         ax.plot(ev["overkill_rate"], ev["escape_rate"], "o", color=f"C{index}")
@@ -101,7 +99,7 @@ def equal_overkill(evaluations: dict[str, dict[str, Any]]) -> dict[str, Any] | N
     """Student and baseline compared at the same overkill on test (each at the other's calibrated
     overkill; thresholds set on test for this comparison only). Escape at the calibrated thresholds
     rewards a model for failing many good parts; at equal overkill the better model has fewer escapes."""
-    if not {"student", "baseline"} <= evaluations.keys() or "defect_scores" not in evaluations["student"]:
+    if not {"student", "baseline"} <= evaluations.keys():
         return None
     student, baseline = evaluations["student"], evaluations["baseline"]
     rows = {}
