@@ -13,6 +13,7 @@ import queue
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,10 @@ from edge_agent.publish.spool import ResultSpool
 log = logging.getLogger(__name__)
 
 CommandHandler = Callable[[str, bytes], None]
+
+# Error events raised before the first connection (or during an outage) wait in memory, up to this many:
+# a corrupt frame in the first second must still reach MES, but events are not worth a disk spool.
+HELD_EVENTS = 100
 
 
 class MqttLink:
@@ -54,6 +59,8 @@ class MqttLink:
         self._reset = threading.Event()
         self._inflight: dict[int, int] = {}  # mid -> seq, owned by the sender thread
         self._cursor = 0
+        self._held: deque[tuple[str, str, int, bool]] = deque(maxlen=HELD_EVENTS)
+        self._held_lock = threading.Lock()  # publish_json vs _on_connect: nothing held after the connect drains
         protocol = mqtt.MQTTv5 if settings.protocol == "5" else mqtt.MQTTv311
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=settings.client_id or f"edge-agent-{station}", protocol=protocol
@@ -104,7 +111,10 @@ class MqttLink:
         log.info("MQTT connected to %s:%s", self.settings.host, self.settings.port)
         client.publish(self.topic("status"), self._status("online"), qos=1, retain=True)
         client.subscribe(self.topic("cmd/+"), qos=1)
-        self.connected.set()
+        with self._held_lock:
+            while self._held:
+                client.publish(*self._held.popleft())
+            self.connected.set()
         self._reset.set()
         self._wake.set()
 
@@ -166,19 +176,32 @@ class MqttLink:
                 self._wake.set()
 
     def publish_json(self, name: str, payload: dict[str, Any], qos: int = 0, retain: bool = False) -> None:
-        """Status, stats, replies and error events: sent when connected, not spooled."""
-        if self.connected.is_set():
-            self.client.publish(self.topic(name), json.dumps(payload, default=str), qos=qos, retain=retain)
+        """Status, stats, replies and error events: not spooled.
+
+        While disconnected, QoS 0 messages (periodic stats) are dropped; QoS 1 ones (error events) wait in
+        memory, the newest `HELD_EVENTS`, and go out on the next connect.
+        """
+        message = (self.topic(name), json.dumps(payload, default=str), qos, retain)
+        with self._held_lock:
+            if self.connected.is_set():
+                self.client.publish(*message)
+            elif qos > 0:
+                if len(self._held) == self._held.maxlen:
+                    log.warning("MQTT down: oldest held %s event dropped", self._held[0][0])
+                self._held.append(message)
 
     def flush(self, timeout: float) -> bool:
-        """Wait until the spool is empty, at most `timeout` seconds (the link may be reconnecting)."""
+        """Wait until the spool is empty and no event is held, at most `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if len(self.spool) == 0:
+            if self._drained():
                 return True
             self._wake.set()
             time.sleep(0.05)
-        return len(self.spool) == 0
+        return self._drained()
+
+    def _drained(self) -> bool:
+        return len(self.spool) == 0 and not self._held
 
     def stop(self, final_state: str = "stopped") -> None:
         if self.connected.is_set():
@@ -187,6 +210,8 @@ class MqttLink:
                 info.wait_for_publish(timeout=2.0)
             except (RuntimeError, ValueError):
                 log.debug("final status not confirmed")
+        if self._held:
+            log.warning("%d error event(s) never sent: the broker was not reachable", len(self._held))
         self._closing = True
         self._stop.set()
         self._wake.set()
