@@ -68,6 +68,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
     "--tune, cached teacher (8 views), long": {"tune": True, "views": 8, "long": True},
     "--tune + unlabeled, cached teacher (4 views), long": {"tune": True, "views": 4, "unlabeled": True, "long": True},
+    # What `trainer distill --tune --unlabeled DIR` does with its defaults.
+    "--tune + unlabeled, cached teacher (8 views), long": {"tune": True, "views": 8, "unlabeled": True, "long": True},
 }
 
 

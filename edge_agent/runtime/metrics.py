@@ -66,10 +66,10 @@ def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, center - half), min(1.0, center + half)
 
 
-def _escape_spread(is_defect: np.ndarray, escape: float) -> str:
+def _escape_spread(is_defect: np.ndarray, scores: np.ndarray, threshold: float) -> str:
     """'6 of 128 defective validation images pass; the true rate may be 2.2–9.8 % (95 %)'."""
     n = int(is_defect.sum())
-    k = round(escape * n)
+    k = int((is_defect & (scores < threshold)).sum())
     lo, hi = wilson_interval(k, n)
     return f"{k} of {n} defective validation images pass; the true rate may be {lo:.1%}–{hi:.1%} (95 %)"
 
@@ -98,13 +98,13 @@ def calibrate_threshold(is_defect: np.ndarray, defect_scores: np.ndarray, max_es
     within = [r for r in rows if r[1] <= max_escape + 1e-12]
     if within:
         t, escape, overkill = min(within, key=lambda r: (r[2], r[1], -r[0]))
-        note = f"escape {escape:.3f} <= target {max_escape:.3f}: {_escape_spread(is_defect, escape)}"
+        note = f"escape {escape:.3f} <= target {max_escape:.3f}: {_escape_spread(is_defect, scores, t)}"
         return Calibration(t, escape, overkill, True, note)
     t, escape, overkill = min(rows, key=lambda r: (r[1], r[2]))
     note = (
         f"no threshold keeps validation escape <= {max_escape:.3f} without failing every good part; "
         f"took the lowest-escape threshold (escape {escape:.3f}, overkill {overkill:.3f}): "
-        f"{_escape_spread(is_defect, escape)}"
+        f"{_escape_spread(is_defect, scores, t)}"
     )
     log.warning(note)
     return Calibration(t, escape, overkill, False, note)
