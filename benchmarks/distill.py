@@ -105,7 +105,7 @@ def main() -> int:
     )
     parser.add_argument("--unlabeled-per-class", type=int, default=500, help="unlabelled images a class")
     parser.add_argument("--teacher-arch", default="resnet18")
-    parser.add_argument("--student-arch", default="mobilenet_v3_small")
+    parser.add_argument("--student-arch", default="mobilenet_v3_large")
     parser.add_argument("--teacher-epochs", type=int, default=90)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--long-epochs", type=int, default=90, help="student epochs of the 'long' recipes")

@@ -63,6 +63,7 @@ def main() -> int:
         shutil.rmtree(data)
     run("trainer", "synth", str(data), "--per-class", str(args.per_class), "--image-size", str(args.image_size))
 
+    # MobileNetV3-Small rather than the default Large: the demo shows the pipeline in minutes, not the recipe.
     step("2/5 distil: ResNet-18 teacher → MobileNetV3-Small student (+ the same student alone, for comparison)")
     bundle = out / "bundle"
     run(
@@ -73,6 +74,8 @@ def main() -> int:
         str(bundle),
         "--teacher-arch",
         "resnet18",
+        "--student-arch",
+        "mobilenet_v3_small",
         "--teacher-epochs",
         str(args.teacher_epochs),
         "--epochs",

@@ -30,7 +30,7 @@ class DistillOptions:
     data: Path
     out: Path
     teacher_arch: str = "resnet50"
-    student_arch: str = "mobilenet_v3_small"
+    student_arch: str = "mobilenet_v3_large"
     teacher: Path | None = None
     pretrained: bool = False
     epochs: int = 90

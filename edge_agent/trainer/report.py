@@ -156,6 +156,15 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f} %"
 
 
+# The next student up, for the advice when a student took only part of the teacher's lead.
+LARGER_STUDENT = {"mobilenet_v3_small": "mobilenet_v3_large", "mobilenet_v3_large": "efficientnet_b0"}
+
+
+def _larger_student(arch: str) -> str:
+    larger = LARGER_STUDENT.get(arch)
+    return f"a larger student (--student-arch {larger})" if larger else "a larger --student-arch"
+
+
 def teacher_lead(report: dict[str, Any]) -> str | None:
     """What distillation made of the teacher's lead over the student alone (test accuracy), and the lever
     to pull next; None without a baseline. A tiny lead means there was nothing to transfer; a big lead
@@ -186,7 +195,7 @@ def teacher_lead(report: dict[str, Any]) -> str | None:
         )
     elif taken < 0.8:
         line += (
-            " To take more of it: a larger student (--student-arch mobilenet_v3_large), a longer schedule "
+            f" To take more of it: {_larger_student(report['student']['arch'])}, a longer schedule "
             "(--epochs; distillation keeps gaining after the student alone has stopped) and more unlabelled "
             "images (--unlabeled, --unlabeled-ratio)."
         )

@@ -41,6 +41,14 @@ def test_a_lead_mostly_taken_points_at_a_longer_schedule():
     assert "levers" not in line
 
 
+def test_a_lead_partly_taken_names_the_next_student_up():
+    report = crafted(0.95, 0.93, 0.88)
+    report["student"] = {**report["student"], "arch": "mobilenet_v3_small"}
+    assert "--student-arch mobilenet_v3_large" in teacher_lead(report)
+    report["student"]["arch"] = "mobilenet_v3_large"
+    assert "--student-arch efficientnet_b0" in teacher_lead(report)
+
+
 def test_a_lead_taken_is_reported_without_advice():
     line = teacher_lead(crafted(0.95, 0.945, 0.88))
     assert "(93%)" in line
