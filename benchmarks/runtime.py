@@ -66,7 +66,7 @@ def latency_table(work: Path, size: int, seconds: float) -> list[dict]:
 def int8_table(work: Path, data_size: int, epochs: int) -> list[dict]:
     from edge_agent.data.layout import load_dataset
     from edge_agent.data.synth import write_dataset
-    from edge_agent.runtime.quantize import quantize_bundle
+    from edge_agent.runtime.tools.quantize import quantize_bundle
     from edge_agent.trainer.distill import DistillOptions, prepare
     from edge_agent.trainer.fit import FitConfig, fit
 

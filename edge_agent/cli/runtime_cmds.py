@@ -39,6 +39,7 @@ def register(commands: Any) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from edge_agent.runtime.inspector import Inspector
+    from edge_agent.runtime.postprocess import Unjudged
     from edge_agent.runtime.preprocess import read_image
 
     inspector = Inspector.open(str(args.model_dir), args.backend, args.threshold)
@@ -51,6 +52,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
             failed += 1
             continue
         (verdict,), timing = inspector.inspect([image])
+        if isinstance(verdict, Unjudged):
+            # Fail closed, as the daemon does: no verdict line for a frame the model could not judge.
+            print(f"edge-agent: error: {path}: not judged: {verdict.reason}", file=sys.stderr)
+            failed += 1
+            continue
         if args.json:
             print(
                 json.dumps(
@@ -63,7 +69,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                         "threshold": inspector.threshold,
                         "scores": verdict.scores,
                         "latency_ms": round(timing.preprocess_ms + timing.inference_ms, 3),
-                    }
+                    },
+                    allow_nan=False,
                 ),
                 flush=True,
             )

@@ -305,7 +305,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from edge_agent.runtime.evaluate import evaluate_bundle, format_evaluation
+    from edge_agent.runtime.tools.evaluate import evaluate_bundle, format_evaluation
 
     result = evaluate_bundle(
         args.model_dir, args.data, backend=args.backend, split=args.split, seed=args.seed, good_class=args.good_class
@@ -315,7 +315,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_build_engine(args: argparse.Namespace) -> int:
-    from edge_agent.runtime.engine_build import build_engine
+    from edge_agent.runtime.tools.engine_build import build_engine
 
     precision = "int8" if args.int8 else "fp16"
     entry = build_engine(args.model_dir, precision=precision, calib=args.calib, max_batch=args.max_batch)

@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from edge_agent.errors import ModelBundleError
+from edge_agent.fsutil import atomic_write_text
 from edge_agent.runtime.hashing import sha256_file
 from edge_agent.runtime.manifest import MANIFEST_NAME, FileEntry, Manifest
 
@@ -55,8 +56,26 @@ def read_manifest(path: Path) -> Manifest:
         raise ModelBundleError(f"{manifest_path}: {where}: {first['msg']}") from e
 
 
+def contained(bundle_dir: Path, name: str) -> Path:
+    """`bundle_dir / name`, refused unless it resolves inside the bundle (symbolic links followed).
+
+    A manifest is data from wherever the bundle came from: it must not make the agent read, hash or
+    load a file elsewhere on the box (an absolute path, `..`, or a link that points out).
+    """
+    root = bundle_dir.resolve()
+    candidate = bundle_dir / name
+    if not name or Path(name).is_absolute() or ".." in Path(name).parts:
+        raise ModelBundleError(f"model bundle {bundle_dir}: file {name!r} in the manifest is not inside the bundle")
+    resolved = candidate.resolve()
+    if resolved != root and root not in resolved.parents:
+        raise ModelBundleError(
+            f"model bundle {bundle_dir}: file {name!r} in the manifest resolves to {resolved}, outside the bundle"
+        )
+    return candidate
+
+
 def verify_file(bundle_dir: Path, name: str, entry: FileEntry) -> None:
-    file_path = bundle_dir / name
+    file_path = contained(bundle_dir, name)
     if not file_path.is_file():
         raise ModelBundleError(f"model bundle {bundle_dir}: file {name} listed in the manifest is missing")
     size = file_path.stat().st_size
@@ -77,6 +96,7 @@ def load_bundle(path: str | Path) -> ModelBundle:
     """Read the manifest and verify the size and sha256 of every listed file."""
     bundle_dir = Path(path).expanduser()
     manifest = read_manifest(bundle_dir)
+    # model_file and every engine are keys of `files` (the manifest model checks), so this covers them.
     for name, entry in manifest.files.items():
         verify_file(bundle_dir, name, entry)
     log.debug("bundle %s verified (%d files)", bundle_dir, len(manifest.files))
@@ -84,7 +104,8 @@ def load_bundle(path: str | Path) -> ModelBundle:
 
 
 def write_manifest(bundle_dir: Path, manifest: Manifest) -> None:
-    (bundle_dir / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    """Atomic: a power cut while an engine is registered leaves the previous manifest, not half of one."""
+    atomic_write_text(bundle_dir / MANIFEST_NAME, manifest.model_dump_json(indent=2) + "\n")
 
 
 def file_entry(path: Path) -> FileEntry:

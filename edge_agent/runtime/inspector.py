@@ -10,7 +10,7 @@ import numpy as np
 
 from edge_agent.runtime.backends import Backend, create_backend
 from edge_agent.runtime.bundle import ModelBundle, load_bundle
-from edge_agent.runtime.postprocess import Verdict, decide, softmax
+from edge_agent.runtime.postprocess import Unjudged, Verdict, decide, softmax
 from edge_agent.runtime.preprocess import preprocess
 
 
@@ -39,7 +39,8 @@ class Inspector:
         parts = [softmax(self.backend.infer(batch[i : i + step])) for i in range(0, len(batch), step)]
         return np.concatenate(parts)
 
-    def inspect(self, images_bgr: Sequence[np.ndarray]) -> tuple[list[Verdict], Timing]:
+    def inspect(self, images_bgr: Sequence[np.ndarray]) -> tuple[list[Verdict | Unjudged], Timing]:
+        """One outcome per image, in order: a Verdict, or Unjudged where the model's output is not finite."""
         manifest = self.bundle.manifest
         t0 = time.perf_counter()
         batch = preprocess(images_bgr, manifest.input)

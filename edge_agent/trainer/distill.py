@@ -360,7 +360,7 @@ def finish(
         "onnx_parity_max_abs": manifest.trainer["onnx_parity_max_abs"],
     }
     if opts.int8:
-        from edge_agent.runtime.quantize import quantize_bundle
+        from edge_agent.runtime.tools.quantize import quantize_bundle
 
         report["int8"] = quantize_bundle(opts.out, prep.splits, prep.test.paths)
     histories = {n: r.history for n, (_, _, r) in models.items() if r is not None}

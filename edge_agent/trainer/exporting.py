@@ -66,7 +66,7 @@ def export_checkpoint(
     )
     if int8 and calib is not None:
         from edge_agent.runtime.bundle import read_manifest
-        from edge_agent.runtime.quantize import quantize_bundle
+        from edge_agent.runtime.tools.quantize import quantize_bundle
 
         splits = load_dataset(calib, good_class, seed=seed)
         quantize_bundle(out, splits, [s.path for s in splits.test])

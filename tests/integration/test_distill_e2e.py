@@ -61,7 +61,7 @@ def test_distill_writes_a_complete_bundle(tiny_data, tmp_path, capsys):
     assert "At equal overkill" in (out / "report.md").read_text()
 
     # The bundle's ONNX gives the same predictions in ONNX Runtime as the student in PyTorch.
-    from edge_agent.runtime.evaluate import evaluate_bundle
+    from edge_agent.runtime.tools.evaluate import evaluate_bundle
 
     evaluation = evaluate_bundle(out, tiny_data)
     assert evaluation["accuracy"] == pytest.approx(report["student"]["test_accuracy"], abs=0.005)

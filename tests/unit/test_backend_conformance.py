@@ -18,7 +18,7 @@ def reference_logits(bundle, batch):
 
 
 def tensorrt_skip_reason():
-    from edge_agent.runtime.backends.tensorrt import device_identity
+    from edge_agent.runtime.backends.device import device_identity
 
     if device_identity() is None:
         return "TensorRT backend: needs tensorrt + pycuda and a CUDA GPU (none on this machine)"
@@ -30,7 +30,7 @@ def engine_bundle(tiny_bundle, tmp_path_factory):
     """A copy of the tiny bundle with an FP16 engine built for this GPU (only where TensorRT runs)."""
     import shutil
 
-    from edge_agent.runtime.engine_build import build_engine
+    from edge_agent.runtime.tools.engine_build import build_engine
 
     target = tmp_path_factory.mktemp("engine") / "bundle"
     shutil.copytree(tiny_bundle, target)

@@ -1,6 +1,6 @@
 import pytest
 
-from edge_agent.runtime.quantize import choose_int8
+from edge_agent.runtime.tools.quantize import choose_int8
 
 
 def test_int8_wins_when_faster_and_accurate():
@@ -29,7 +29,7 @@ def test_quantize_bundle_records_measurement_and_choice(tiny_bundle, tiny_data, 
 
     from edge_agent.data.layout import load_dataset
     from edge_agent.runtime.bundle import load_bundle
-    from edge_agent.runtime.quantize import INT8_FILE, quantize_bundle
+    from edge_agent.runtime.tools.quantize import INT8_FILE, quantize_bundle
 
     bundle_dir = tmp_path / "b"
     shutil.copytree(tiny_bundle, bundle_dir)

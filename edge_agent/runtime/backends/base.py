@@ -1,19 +1,12 @@
-"""The backend protocol and the factory that picks one for a bundle."""
+"""The backend protocol and the checks every backend applies at its edges (input before, output after)."""
 
 from __future__ import annotations
 
-import logging
 from typing import Protocol
 
 import numpy as np
 
-from edge_agent.errors import BackendError, BadInputError, ModelBundleError
-from edge_agent.runtime.bundle import ModelBundle
-from edge_agent.runtime.manifest import EngineEntry
-
-log = logging.getLogger(__name__)
-
-BACKEND_NAMES = ("auto", "onnxruntime", "tensorrt")
+from edge_agent.errors import BackendError, BadInputError
 
 
 class Backend(Protocol):
@@ -38,62 +31,18 @@ def check_input(batch: np.ndarray, size: tuple[int, int], max_batch: int) -> Non
         raise BadInputError(f"batch of {batch.shape[0]} is outside this backend's 1..{max_batch}")
 
 
-def matching_engine(bundle: ModelBundle) -> EngineEntry | None:
-    """The bundle's TensorRT engine built for this GPU and TensorRT version, if any."""
-    try:
-        from edge_agent.runtime.backends.tensorrt import device_identity
-    except ImportError:
-        return None
-    identity = device_identity()
-    if identity is None:
-        return None
-    trt_version, gpu = identity
-    for engine in bundle.manifest.engines:
-        if engine.trt_version == trt_version and engine.gpu == gpu:
-            return engine
-    return None
+def check_output(backend: str, logits: np.ndarray, batch_size: int, n_classes: int) -> np.ndarray:
+    """One row of class scores per input image, as float32: anything else is a broken model or engine.
 
-
-def create_backend(
-    bundle: ModelBundle, name: str = "auto", max_batch: int = 16, warmup: bool = True, threads: int | None = None
-) -> Backend:
-    """Open the named backend for the bundle; `auto` prefers a matching TensorRT engine."""
-    if name not in BACKEND_NAMES:
-        raise BadInputError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")
-    backend: Backend
-    if name in ("auto", "tensorrt"):
-        engine = matching_engine(bundle)
-        if engine is not None:
-            from edge_agent.runtime.backends.tensorrt import TensorRTBackend
-
-            backend = TensorRTBackend(bundle, engine)
-        elif name == "tensorrt":
-            raise ModelBundleError(
-                f"model bundle {bundle.path}: no TensorRT engine for this device "
-                "(build one: edge-agent trainer build-engine MODEL_DIR --fp16; needs 'edge-agent[tensorrt]')"
-            )
-        else:
-            from edge_agent.runtime.backends.onnxruntime import OnnxRuntimeBackend
-
-            backend = OnnxRuntimeBackend(bundle, max_batch=max_batch, threads=threads)
-    else:
-        from edge_agent.runtime.backends.onnxruntime import OnnxRuntimeBackend
-
-        backend = OnnxRuntimeBackend(bundle, max_batch=max_batch, threads=threads)
-    log.info("backend %s chosen for %s", backend.name, bundle.path)
-    if warmup:
-        warm_up(backend, bundle)
-    return backend
-
-
-def warm_up(backend: Backend, bundle: ModelBundle, runs: int = 3) -> None:
-    """First runs allocate and tune; do them at load so the watchdog never sees them."""
-    h, w = bundle.manifest.input.size
-    dummy = np.zeros((1, 3, h, w), dtype=np.float32)
-    try:
-        for _ in range(runs):
-            backend.infer(dummy)
-    except BadInputError:
-        raise
-    except Exception as e:
-        raise BackendError(f"backend {backend.name} failed its warm-up run: {e}") from e
+    Non-finite values are not checked here: they are a per-frame outcome (one frame's FP16 overflow must
+    not take its batch-mates' verdicts with it), judged by `postprocess.decide`.
+    """
+    if logits.ndim != 2 or logits.shape != (batch_size, n_classes):
+        raise BackendError(
+            f"{backend} returned scores of shape {list(logits.shape)}, expected [{batch_size}, {n_classes}]"
+        )
+    if logits.dtype != np.float32:
+        if not np.issubdtype(logits.dtype, np.floating):
+            raise BackendError(f"{backend} returned {logits.dtype} scores, expected float32")
+        logits = logits.astype(np.float32)
+    return logits

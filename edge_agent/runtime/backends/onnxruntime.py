@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from edge_agent.errors import BackendError, ModelBundleError, require
-from edge_agent.runtime.backends.base import check_input
+from edge_agent.runtime.backends.base import check_input, check_output
 from edge_agent.runtime.bundle import ModelBundle
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ class OnnxRuntimeBackend:
 
         self.max_batch = max_batch
         self._size = bundle.manifest.input.size
+        self._n_classes = len(bundle.manifest.classes)
         path = bundle.path / (model_file or bundle.manifest.model_file)
         providers = [p for p in PREFERRED_PROVIDERS if p in ort.get_available_providers()]
         try:
@@ -75,7 +76,7 @@ class OnnxRuntimeBackend:
             (logits,) = self._session.run([self._output], {self._input: batch})
         except Exception as e:
             raise BackendError(f"onnxruntime inference failed: {str(e).splitlines()[0]}") from e
-        return np.asarray(logits, dtype=np.float32)
+        return check_output(self.name, np.asarray(logits), batch.shape[0], self._n_classes)
 
     def close(self) -> None:
         del self._session

@@ -15,9 +15,9 @@ from edge_agent.data.layout import DatasetSplits
 from edge_agent.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from edge_agent.runtime.bench import measure
 from edge_agent.runtime.bundle import ModelBundle, file_entry, load_bundle, write_manifest
-from edge_agent.runtime.evaluate import bundle_probabilities
 from edge_agent.runtime.inspector import Inspector
 from edge_agent.runtime.preprocess import preprocess, read_image
+from edge_agent.runtime.tools.evaluate import bundle_probabilities
 
 log = logging.getLogger(__name__)
 

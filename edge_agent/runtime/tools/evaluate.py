@@ -46,8 +46,14 @@ def evaluate_bundle(
     # The data set's class order may differ from the bundle's; map labels by name.
     labels = np.array([manifest.classes.index(splits.classes[s.label]) for s in samples])
     probs, kept = bundle_probabilities(inspector, [s.path for s in samples])
-    result = classification_report(labels[kept], probs, manifest.classes, manifest.good_index, inspector.threshold)
+    # Rows the model could not judge (NaN/inf) are counted apart; metrics over them would be meaningless.
+    judged = np.isfinite(probs).all(axis=1)
+    kept_labels = labels[kept][judged]
+    result = classification_report(
+        kept_labels, probs[judged], manifest.classes, manifest.good_index, inspector.threshold
+    )
     result.update(
+        unjudged=int((~judged).sum()),
         model=str(model_dir),
         backend=inspector.backend.name,
         split=split,
@@ -71,6 +77,8 @@ def format_evaluation(result: dict[str, Any]) -> str:
             f"{name:<12} {c['support']:>7} {c['precision']:>9.1%} {c['recall']:>7.1%} "
             f"{'' if escape is None else f'{escape:.1%}':>7}"
         )
+    if result.get("unjudged"):
+        lines.append(f"{result['unjudged']} image(s) not judged: the model's output was not finite")
     if result["unreadable"]:
         lines.append(f"{result['unreadable']} unreadable image(s) skipped")
     return "\n".join(lines)
