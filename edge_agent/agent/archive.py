@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_agent.agent.settings import ArchiveSettings
+from edge_agent.settings import ArchiveSettings
 
 log = logging.getLogger(__name__)
 

@@ -56,38 +56,58 @@ def only_keys(args: dict[str, Any], allowed: set[str]) -> None:
 
 
 Handler = Callable[[dict[str, Any]], dict[str, Any] | None]
+# A slow command (reload) answers later, from another thread: it gets the args and a `finish(detail, error)`.
+Finish = Callable[[dict[str, Any] | None, str | None], object]
+DeferredHandler = Callable[[dict[str, Any], Finish], None]
+# reply(command name, reply body, where to reply: opaque, from the transport)
+Reply = Callable[[str, dict[str, Any], Any], None]
 
 
 class CommandRouter:
-    """Maps command names to handlers; every outcome, good or bad, produces one reply."""
+    """Maps command names to handlers; every outcome, good or bad, produces exactly one reply."""
 
-    def __init__(self, reply: Callable[[str, dict[str, Any]], None], utc_now: Callable[[], str]) -> None:
+    def __init__(self, reply: Reply, utc_now: Callable[[], str]) -> None:
         self._handlers: dict[str, Handler] = {}
+        self._deferred: dict[str, DeferredHandler] = {}
         self._reply = reply
         self._utc_now = utc_now
 
     def register(self, name: str, handler: Handler) -> None:
-        if name in self._handlers:
-            raise ValueError(f"command {name!r} registered twice")
+        self._check_free(name)
         self._handlers[name] = handler
 
-    def handle(self, name: str, payload: bytes) -> dict[str, Any]:
-        reply: dict[str, Any] = {
-            "command": name[:64],
-            "ok": False,
-            "error": None,
-            "detail": None,
-            "ts": self._utc_now(),
-        }
+    def register_deferred(self, name: str, handler: DeferredHandler) -> None:
+        self._check_free(name)
+        self._deferred[name] = handler
+
+    def _check_free(self, name: str) -> None:
+        if name in self._handlers or name in self._deferred:
+            raise ValueError(f"command {name!r} registered twice")
+
+    def handle(self, name: str, payload: bytes, reply_to: Any = None) -> dict[str, Any] | None:
+        """Run the command; returns the reply sent, or None when a deferred handler will send it."""
+        command_name = name[:64]
+
+        def finish(detail: dict[str, Any] | None, error: str | None) -> dict[str, Any]:
+            reply = {
+                "command": command_name,
+                "ok": error is None,
+                "error": error,
+                "detail": detail if error is None else None,
+                "ts": self._utc_now(),
+            }
+            self._reply(command_name, reply, reply_to)
+            return reply
+
         try:
-            command = parse_command(name, payload, set(self._handlers))
-            reply["detail"] = self._handlers[command.name](command.args)
-            reply["ok"] = True
+            command = parse_command(name, payload, set(self._handlers) | set(self._deferred))
+            if command.name in self._deferred:
+                self._deferred[command.name](command.args, finish)
+                return None
+            return finish(self._handlers[command.name](command.args), None)
         except CommandError as e:
-            reply["error"] = str(e)
-            log.warning("command %r refused: %s", name[:64], e)
+            log.warning("command %r refused: %s", command_name, e)
+            return finish(None, str(e))
         except Exception as e:  # a command must never take the daemon down
-            reply["error"] = f"{type(e).__name__}: {e}"
-            log.exception("command %r failed", name[:64])
-        self._reply(f"cmd/{reply['command']}/reply", reply)
-        return reply
+            log.exception("command %r failed", command_name)
+            return finish(None, f"{type(e).__name__}: {e}")

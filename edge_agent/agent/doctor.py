@@ -31,7 +31,7 @@ def check_backends() -> list[Check]:
         rows.append(("ok", f"onnxruntime {ort.__version__} ({', '.join(ort.get_available_providers())})", ""))
     else:
         rows.append(("fail", "onnxruntime is not installed", "pip install edge-agent (it is a core dependency)"))
-    from edge_agent.runtime.backends.tensorrt import device_identity
+    from edge_agent.runtime.backends.device import device_identity
 
     identity = device_identity()
     if identity:
@@ -52,7 +52,7 @@ def check_backends() -> list[Check]:
 
 
 def check_settings(config: Path) -> tuple[list[Check], object | None]:
-    from edge_agent.agent.settings import load_settings
+    from edge_agent.settings import load_settings
 
     try:
         settings = load_settings(config)
@@ -62,9 +62,9 @@ def check_settings(config: Path) -> tuple[list[Check], object | None]:
 
 
 def check_model(settings: object) -> list[Check]:
-    from edge_agent.agent.settings import AgentSettings
     from edge_agent.runtime.backends import matching_engine
     from edge_agent.runtime.bundle import load_bundle
+    from edge_agent.settings import AgentSettings
 
     assert isinstance(settings, AgentSettings)
     try:
@@ -87,15 +87,20 @@ def check_model(settings: object) -> list[Check]:
 
 
 def check_camera(settings: object) -> list[Check]:
-    from edge_agent.agent.pipeline import open_camera
-    from edge_agent.agent.settings import AgentSettings
+    from edge_agent.agent.capture_loop import open_camera
+    from edge_agent.capture.sources import SourceIdle
+    from edge_agent.settings import AgentSettings
 
     assert isinstance(settings, AgentSettings)
     camera = settings.camera
     try:
         source = open_camera(camera)
-        frame = source.read()
-        source.close()
+        try:
+            frame = source.read()
+        finally:
+            source.close()
+    except SourceIdle:
+        return [("ok", f"{camera.source} is watched; no new image in it yet", "")]
     except EdgeAgentError as e:
         return [("fail", str(e), "check the cable/URL; for /dev/video* the service user needs the 'video' group")]
     if frame is None or frame.image is None:
@@ -105,7 +110,7 @@ def check_camera(settings: object) -> list[Check]:
 
 
 def check_broker(settings: object) -> list[Check]:
-    from edge_agent.agent.settings import AgentSettings
+    from edge_agent.settings import AgentSettings
 
     assert isinstance(settings, AgentSettings)
     host, port = settings.mqtt.host, settings.mqtt.port
@@ -124,7 +129,7 @@ def check_broker(settings: object) -> list[Check]:
 
 
 def check_storage(settings: object) -> list[Check]:
-    from edge_agent.agent.settings import AgentSettings
+    from edge_agent.settings import AgentSettings
 
     assert isinstance(settings, AgentSettings)
     rows: list[Check] = []

@@ -26,9 +26,16 @@ class _StatsCollector:
 
     def collect(self) -> Any:
         s = self._stats()
-        for key in ("frames", "results", "pass", "fail", "errors", "dropped", "spool_dropped", "spool_errors"):
+        counters = (
+            "frames", "results", "pass", "fail", "errors", "dropped", "spool_dropped", "spool_errors",
+            "unspooled_dropped", "refused",
+        )  # fmt: skip
+        for key in counters:
             yield CounterMetricFamily(f"edge_agent_{key}", f"{key} since start", value=s[key])
         yield GaugeMetricFamily("edge_agent_spooled", "results waiting in the spool", value=s["spooled"])
+        yield GaugeMetricFamily(
+            "edge_agent_unspooled", "results waiting in memory (the spool could not take them)", value=s["unspooled"]
+        )
         yield GaugeMetricFamily("edge_agent_fps", "results per second (10 s window)", value=s["fps"])
         yield GaugeMetricFamily(
             "edge_agent_mqtt_connected", "1 when the broker link is up", value=1.0 if s["mqtt_connected"] else 0.0

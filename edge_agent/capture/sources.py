@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,12 @@ class Frame:
     error: str | None = None
     part_id: str | None = None
     captured: float = field(default_factory=time.perf_counter)
+    # (uri, file name) for a source that remembers what it inspected across restarts (dir:), else None.
+    key: tuple[str, str] | None = None
+
+
+class SourceIdle(Exception):
+    """A watched folder has no new image yet: not an end, not an error; ask again."""
 
 
 class FrameSource(Protocol):
@@ -37,7 +44,8 @@ class FrameSource(Protocol):
     live: bool  # live sources drop frames when inference falls behind; files never do
 
     def read(self) -> Frame | None:
-        """The next frame; None at the end of a finite source. Raises CaptureError when the source is lost."""
+        """The next frame; None at the end of a finite source. Raises CaptureError when the source is lost,
+        SourceIdle when a watched folder has nothing new yet."""
         ...
 
     def skip(self) -> None:
@@ -47,48 +55,117 @@ class FrameSource(Protocol):
     def close(self) -> None: ...
 
 
+def list_images(folder: Path) -> dict[str, os.stat_result]:
+    """Image files of a folder by name, with their stat (size and mtime tell a finished file)."""
+    found = {}
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_file() and Path(entry.name).suffix.lower() in IMAGE_SUFFIXES:
+                found[entry.name] = entry.stat()
+    return found
+
+
 class FolderSource:
-    """`dir:PATH` — images in sorted name order; undecodable files become error frames."""
+    """`dir:PATH` — images in sorted name order; undecodable files become error frames.
+
+    `done` names files already inspected (kept by the daemon in its spool): they are skipped, so after a
+    restart the source continues where it stopped and no image gets a second id. With `watch`, the source
+    never ends: it lists the folder every `poll_s` and reads each new image once its size and mtime have
+    held still for one listing (a file still being written is not read half-way).
+    """
 
     live = False
 
-    def __init__(self, files: list[Path], uri: str, loop: bool) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        uri: str,
+        loop: bool = False,
+        watch: bool = False,
+        done: set[str] | None = None,
+        poll_s: float = 0.2,
+        files: list[str] | None = None,
+    ) -> None:
         self.uri = uri
-        self._files = files
+        self._folder = folder
         self._loop = loop
-        self._next = 0
+        self._watch = watch
+        self._poll_s = poll_s
+        self._remember = not loop and uri.startswith("dir:")
+        self._seen: set[str] = set(done or ())
+        self._queue: list[str] = sorted(n for n in files or [] if n not in self._seen)
+        self._all = list(self._queue)
+        self._sizes: dict[str, tuple[int, int]] = {}
+        self._next_listing = 0.0
         self._index = 0
+        if files is None:
+            self._scan(initial=True)
+
+    def _scan(self, initial: bool = False) -> None:
+        try:
+            listing = list_images(self._folder)
+        except OSError as e:
+            raise CaptureError(f"camera.source {self.uri}: cannot list the folder ({e.strerror})") from e
+        fresh = []
+        for name, stat in listing.items():
+            if name in self._seen:
+                continue
+            signature = (stat.st_size, stat.st_mtime_ns)
+            # Initially every file present is complete; later, a file must hold still for one listing.
+            if initial or self._sizes.get(name) == signature:
+                fresh.append(name)
+                self._seen.add(name)
+                self._sizes.pop(name, None)
+            else:
+                self._sizes[name] = signature
+        self._queue.extend(sorted(fresh))
+        if initial:
+            self._all = sorted(listing)
 
     def read(self) -> Frame | None:
-        if self._next >= len(self._files):
-            if not self._loop:
+        if not self._queue:
+            if self._watch:
+                self._wait_for_files()
+            elif self._loop and self._all:
+                self._queue = list(self._all)
+            else:
                 return None
-            self._next = 0
-        path = self._files[self._next]
-        self._next += 1
+        name = self._queue.pop(0)
         index, self._index = self._index, self._index + 1
+        key = (self.uri, name) if self._remember else None
         ts = time.time()
         try:
-            image = decode_image_bytes(path.read_bytes())
+            image = decode_image_bytes((self._folder / name).read_bytes())
         except (BadInputError, OSError) as e:
-            return Frame(None, index, ts, self.uri, path.name, error=f"{path.name}: {e}")
-        return Frame(image, index, ts, self.uri, path.name)
+            return Frame(None, index, ts, self.uri, name, error=f"{name}: {e}", key=key)
+        return Frame(image, index, ts, self.uri, name, key=key)
+
+    def _wait_for_files(self) -> None:
+        delay = self._next_listing - time.monotonic()
+        if delay > 0:
+            time.sleep(min(delay, self._poll_s))
+        self._next_listing = time.monotonic() + self._poll_s
+        self._scan()
+        if not self._queue:
+            raise SourceIdle(self.uri)
 
     def skip(self) -> None:
         """Files are not live: nothing goes stale while waiting."""
 
     def close(self) -> None:
-        self._files = []
+        self._queue = []
 
     @classmethod
-    def folder(cls, folder: Path, loop: bool) -> FolderSource:
+    def folder(
+        cls, folder: Path, loop: bool = False, watch: bool = False, done: set[str] | None = None, poll_s: float = 0.2
+    ) -> FolderSource:
         uri = f"dir:{folder}"
         if not folder.is_dir():
             raise ConfigError(f"camera.source {uri}: folder not found")
-        files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
+        source = cls(folder, uri, loop=loop, watch=watch, done=done, poll_s=poll_s)
+        if not source._all and not watch:
             raise ConfigError(f"camera.source {uri}: no images in the folder")
-        return cls(files, uri, loop)
+        return source
 
 
 def capture_target(source: str) -> tuple[str | int, int, bool, str | None]:
@@ -165,10 +242,19 @@ class VideoCaptureSource:
         self._capture.release()
 
 
-def open_source(source: str, *, loop: bool = False, options: StreamOptions | None = None) -> FrameSource:
+def open_source(
+    source: str,
+    *,
+    loop: bool = False,
+    options: StreamOptions | None = None,
+    watch: bool = False,
+    done: set[str] | None = None,
+    poll_s: float = 0.2,
+) -> FrameSource:
+    """Open a `camera.source`; `done` (dir: only) names files already inspected, which are skipped."""
     if source.startswith("dir:"):
-        return FolderSource.folder(Path(source[4:]).expanduser(), loop)
+        return FolderSource.folder(Path(source[4:]).expanduser(), loop, watch=watch, done=done, poll_s=poll_s)
     path = Path(source)
     if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
-        return FolderSource([path], str(path), loop)
+        return FolderSource(path.parent, str(path), loop, files=[path.name])
     return VideoCaptureSource(source, loop=loop, options=options)

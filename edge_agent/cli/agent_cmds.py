@@ -35,13 +35,13 @@ def register(commands: Any) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from edge_agent.agent.daemon import run_daemon
-    from edge_agent.agent.settings import load_settings
+    from edge_agent.settings import load_settings
 
     return run_daemon(load_settings(args.config))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from edge_agent.agent.settings import load_settings
+    from edge_agent.settings import load_settings
 
     settings = load_settings(args.file)
     print(

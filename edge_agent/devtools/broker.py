@@ -87,6 +87,13 @@ class PrivateBroker:
                 self._process.wait()
             self._process = None
 
+    def send_signal(self, sig: int) -> None:
+        """SIGHUP makes Mosquitto re-read its ACL and password files; SIGSTOP/SIGCONT freeze and thaw it
+        (a broker that holds the TCP connection but answers nothing, as a hung one does)."""
+        if self._process is None:
+            raise RuntimeError("broker not running")
+        self._process.send_signal(sig)
+
     def restart(self, down_for: float = 0.0) -> None:
         self.stop()
         time.sleep(down_for)

@@ -9,8 +9,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from edge_agent.agent.settings import AgentSettings
 from edge_agent.publish.payloads import CommandReply, ErrorEvent, ResultPayload, StatsPayload, StatusPayload
+from edge_agent.settings import AgentSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS: dict[str, type[BaseModel]] = {
@@ -46,7 +46,7 @@ def configuration_reference() -> str:
     lines = [
         "# Configuration reference",
         "",
-        "Generated from `edge_agent/agent/settings.py` by `make docs`; a test fails when it is stale.",
+        "Generated from `edge_agent/settings.py` by `make docs`; a test fails when it is stale.",
         "",
         "One TOML file (`edge-agent run --config FILE`, default `/etc/edge-agent/agent.toml`). Every key can be",
         "overridden from the environment as `EDGE_AGENT_<SECTION>__<KEY>` (the environment wins). Unknown keys",

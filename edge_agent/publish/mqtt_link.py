@@ -1,36 +1,62 @@
-"""The MQTT link (paho-mqtt 2.x): results from the spool with QoS 1, status with a last will, commands.
+"""The MQTT link (paho-mqtt 2.x): results with QoS 1/2 from the spool, status with a last will, commands.
 
 Results are never published from the pipeline directly: a sender thread reads the spool in seq order,
-publishes, and deletes a row only when its PUBACK arrives. After a reconnect it starts again from the
-oldest row, so an outage or a restart loses nothing (at-least-once; MES de-duplicates by `id`).
+publishes, and deletes a row only when the broker acknowledges it with success. An MQTT 5 PUBACK with a
+failure reason (Not authorized, Quota exceeded, ...) is a refusal, not a delivery: the row stays, the
+refusal is counted and logged, and the result is sent again after a back-off. After a reconnect the
+sender starts again from the oldest row, so an outage or a restart loses nothing (at-least-once; MES
+de-duplicates by `id`). Results the spool could not take (disk full) wait in a bounded memory backlog
+and go through the same sender.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import ssl
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
-from edge_agent.agent.settings import MqttSettings
-from edge_agent.publish.payloads import utc_now
+from edge_agent.publish.payloads import strict_json, utc_now
 from edge_agent.publish.spool import ResultSpool
+from edge_agent.settings import MqttSettings
+from edge_agent.threads import Worker
 
 log = logging.getLogger(__name__)
 
-CommandHandler = Callable[[str, bytes], None]
+
+@dataclass(frozen=True)
+class ReplyTo:
+    """Where a command's reply goes: the request's MQTT 5 response topic and correlation data, if it had them."""
+
+    topic: str | None = None
+    correlation: bytes | None = None
+
+
+CommandHandler = Callable[[str, bytes, ReplyTo], None]
 
 # Error events raised before the first connection (or during an outage) wait in memory, up to this many:
 # a corrupt frame in the first second must still reach MES, but events are not worth a disk spool.
 HELD_EVENTS = 100
+REFUSAL_FIRST_RETRY_S = 1.0
+
+
+@dataclass
+class _Message:
+    topic: str
+    payload: str
+    qos: int
+    retain: bool = False
+    properties: Properties | None = None
 
 
 class MqttLink:
@@ -42,6 +68,7 @@ class MqttLink:
         spool: ResultSpool,
         password: str | None = None,
         on_command: CommandHandler | None = None,
+        unspooled_max: int = 1000,
     ) -> None:
         self.settings = settings
         self.station = station
@@ -51,50 +78,84 @@ class MqttLink:
         self.online_extra: dict[str, Any] = {}
         self.connected = threading.Event()
         self.delivered = 0
+        self.refused = 0
         self.last_error: str | None = None
+        self.last_refusal: str | None = None
+        self.unspooled_dropped = 0
+        self._v5 = settings.protocol == "5"
         self._closing = False
-        self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._acks: queue.SimpleQueue[tuple[int, str | None]] = queue.SimpleQueue()  # (mid, refusal or None)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._reset = threading.Event()
-        self._inflight: dict[int, int] = {}  # mid -> seq, owned by the sender thread
+        # Sender-thread state: what is in flight, where the spool was read up to, the refusal back-off.
+        self._inflight: dict[int, int] = {}  # mid -> seq
         self._cursor = 0
-        self._held: deque[tuple[str, str, int, bool]] = deque(maxlen=HELD_EVENTS)
-        self._held_lock = threading.Lock()  # publish_json vs _on_connect: nothing held after the connect drains
-        protocol = mqtt.MQTTv5 if settings.protocol == "5" else mqtt.MQTTv311
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=settings.client_id or f"edge-agent-{station}", protocol=protocol
-        )
-        self.client.will_set(self.topic("status"), self._status("offline"), qos=1, retain=True)
-        if settings.tls:
-            self.client.tls_set(
-                ca_certs=str(settings.ca_file) if settings.ca_file else None,
-                certfile=str(settings.cert_file) if settings.cert_file else None,
-                keyfile=str(settings.key_file) if settings.key_file else None,
+        self._hold_until = 0.0
+        self._backoff = REFUSAL_FIRST_RETRY_S
+        self._reasons_logged: set[str] = set()
+        self._refused_seqs: set[int] = set()  # refused and not delivered since: the refusal still stands
+        # Results the spool could not take, by seq; shared with the pipeline, so under a lock.
+        self._unspooled: OrderedDict[int, str] = OrderedDict()
+        self._unspooled_max = unspooled_max
+        self._unspooled_lock = threading.Lock()
+        self._held: deque[_Message] = deque(maxlen=HELD_EVENTS)
+        self._held_lock = threading.Lock()  # publish vs _on_connect: nothing held after the connect drains
+        self.client = self._make_client(password)
+        self.sender = _Sender(self)
+
+    def _make_client(self, password: str | None) -> mqtt.Client:
+        s = self.settings
+        client_id = s.client_id or f"edge-agent-{self.station}"
+        if self._v5:
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        else:
+            # MQTT 3.1.1 has no expiry: a persistent session lasts until the broker drops it.
+            client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                protocol=mqtt.MQTTv311,
+                clean_session=s.session_expiry_s == 0,
+            )
+        client.will_set(self.topic("status"), self._status("offline"), qos=1, retain=True)
+        if s.tls:
+            client.tls_set(
+                ca_certs=str(s.ca_file) if s.ca_file else None,
+                certfile=str(s.cert_file) if s.cert_file else None,
+                keyfile=str(s.key_file) if s.key_file else None,
                 cert_reqs=ssl.CERT_REQUIRED,
             )
-        if settings.username:
-            self.client.username_pw_set(settings.username, password)
-        self.client.reconnect_delay_set(min_delay=1, max_delay=10)
+        if s.username:
+            client.username_pw_set(s.username, password)
+        client.reconnect_delay_set(min_delay=1, max_delay=10)
         # paho's own default window is 20 in-flight messages; ours is the setting.
-        self.client.max_inflight_messages_set(settings.inflight)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_publish = self._on_publish
-        self.client.on_message = self._on_message
-        self._sender = threading.Thread(target=self._send_loop, name="mqtt-sender", daemon=True)
+        client.max_inflight_messages_set(s.inflight)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        return client
 
     def topic(self, name: str) -> str:
         return f"{self.prefix}/{name}"
 
     def _status(self, state: str) -> str:
-        return json.dumps({"state": state, "station": self.station, "ts": utc_now(), **self.online_extra})
+        return strict_json({"state": state, "station": self.station, "ts": utc_now(), **self.online_extra})
 
     def start(self) -> None:
         """Connect in the background: a broker that is down at start must not stop inspection."""
-        self.client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive)
+        s = self.settings
+        if self._v5:
+            # A persistent session: commands (cmd/trigger) sent during a broker blip wait for us there.
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = s.session_expiry_s
+            self.client.connect_async(
+                s.host, s.port, s.keepalive, clean_start=s.session_expiry_s == 0, properties=props
+            )
+        else:
+            self.client.connect_async(s.host, s.port, s.keepalive)
         self.client.loop_start()
-        self._sender.start()
+        self.sender.start()
 
     # paho callbacks run in paho's network thread: keep them short.
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
@@ -113,7 +174,7 @@ class MqttLink:
         client.subscribe(self.topic("cmd/+"), qos=1)
         with self._held_lock:
             while self._held:
-                client.publish(*self._held.popleft())
+                self._send(self._held.popleft())
             self.connected.set()
         self._reset.set()
         self._wake.set()
@@ -123,85 +184,92 @@ class MqttLink:
             log.warning("MQTT disconnected (%s); results stay in the spool until the broker is back", reason_code)
         self.connected.clear()
 
-    def _on_publish(self, _client: mqtt.Client, _userdata: Any, mid: int, _reason: Any, _props: Any) -> None:
-        self._acks.put(mid)
+    def _on_publish(self, _client: mqtt.Client, _userdata: Any, mid: int, reason_code: Any, _props: Any) -> None:
+        # MQTT 5 PUBACK/PUBREC reason codes >= 0x80 are refusals; 3.1.1 acknowledgements always succeed.
+        refusal = str(reason_code) if getattr(reason_code, "is_failure", False) else None
+        self._acks.put((mid, refusal))
         self._wake.set()
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         name = message.topic[len(self.topic("cmd/")) :]
-        if self.on_command is not None and name and "/" not in name:
-            self.on_command(name, bytes(message.payload))
+        if self.on_command is None or not name or "/" in name:
+            return
+        props = getattr(message, "properties", None)
+        reply_to = ReplyTo(
+            topic=getattr(props, "ResponseTopic", None) or None,
+            correlation=getattr(props, "CorrelationData", None) or None,
+        )
+        self.on_command(name, bytes(message.payload), reply_to)
 
     def notify(self) -> None:
         """New rows are in the spool."""
         self._wake.set()
 
-    def _take_acks(self) -> None:
-        done = []
-        while True:
-            try:
-                mid = self._acks.get_nowait()
-            except queue.Empty:
-                break
-            seq = self._inflight.pop(mid, None)
-            if seq is not None:
-                done.append(seq)
-        if done:
-            self.spool.delete(done)
-            self.delivered += len(done)
+    # ---- results without the spool ------------------------------------------------------------------
+    def add_unspooled(self, results: list[tuple[int, str]]) -> None:
+        """(seq, payload) of results the spool refused: kept in memory, bounded, oldest dropped and counted."""
+        with self._unspooled_lock:
+            for seq, payload in results:
+                self._unspooled[seq] = payload
+            while len(self._unspooled) > self._unspooled_max:
+                seq, _ = self._unspooled.popitem(last=False)
+                self.unspooled_dropped += 1
+                log.error("unspooled result seq %d dropped: more than %d wait in memory", seq, self._unspooled_max)
+        self._wake.set()
 
-    def _send_loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(0.25)
-            self._wake.clear()
-            self._take_acks()
-            if not self.connected.is_set():
-                continue
-            if self._reset.is_set():
-                # After a reconnect, resend everything not yet acknowledged, oldest first.
-                self._reset.clear()
-                self._inflight.clear()
-                self._cursor = 0
-            room = self.settings.inflight - len(self._inflight)
-            if room <= 0:
-                continue
-            rows = self.spool.pending(self._cursor, min(room, 500))
-            for seq, payload in rows:
-                info = self.client.publish(self.topic("result"), payload, qos=self.settings.qos)
-                if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                    break
-                self._inflight[info.mid] = seq
-                self._cursor = seq
-            if len(rows) == min(room, 500):
-                self._wake.set()
+    @property
+    def unspooled(self) -> int:
+        with self._unspooled_lock:
+            return len(self._unspooled)
 
+    def _unspooled_rows(self, limit: int) -> list[tuple[int, str]]:
+        with self._unspooled_lock:
+            return [(s, p) for s, p in self._unspooled.items() if s not in self._inflight.values()][:limit]
+
+    # ---- events, replies, stats ----------------------------------------------------------------------
     def publish_json(self, name: str, payload: dict[str, Any], qos: int = 0, retain: bool = False) -> None:
-        """Status, stats, replies and error events: not spooled.
+        """Status, stats and error events: not spooled.
 
         While disconnected, QoS 0 messages (periodic stats) are dropped; QoS 1 ones (error events) wait in
         memory, the newest `HELD_EVENTS`, and go out on the next connect.
         """
-        message = (self.topic(name), json.dumps(payload, default=str), qos, retain)
+        self._publish(_Message(self.topic(name), strict_json(payload), qos, retain))
+
+    def publish_reply(self, name: str, payload: dict[str, Any], reply_to: ReplyTo) -> None:
+        """A command's reply: to the request's response topic with its correlation data (MQTT 5), else to
+        `cmd/<name>/reply`."""
+        props = None
+        if self._v5 and reply_to.correlation is not None:
+            props = Properties(PacketTypes.PUBLISH)
+            props.CorrelationData = reply_to.correlation
+        topic = reply_to.topic if self._v5 and reply_to.topic else self.topic(f"cmd/{name}/reply")
+        self._publish(_Message(topic, strict_json(payload), 1, False, props))
+
+    def _publish(self, message: _Message) -> None:
         with self._held_lock:
             if self.connected.is_set():
-                self.client.publish(*message)
-            elif qos > 0:
+                self._send(message)
+            elif message.qos > 0:
                 if len(self._held) == self._held.maxlen:
-                    log.warning("MQTT down: oldest held %s event dropped", self._held[0][0])
+                    log.warning("MQTT down: oldest held %s event dropped", self._held[0].topic)
                 self._held.append(message)
 
+    def _send(self, message: _Message) -> None:
+        self.client.publish(message.topic, message.payload, message.qos, message.retain, message.properties)
+
+    # ---- shutdown --------------------------------------------------------------------------------------
     def flush(self, timeout: float) -> bool:
-        """Wait until the spool is empty and no event is held, at most `timeout` seconds."""
+        """Wait until the spool, the unspooled backlog and the held events are empty, at most `timeout` s."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._drained():
-                return True
+            if self._drained() or self.sender.died:
+                break
             self._wake.set()
             time.sleep(0.05)
         return self._drained()
 
     def _drained(self) -> bool:
-        return len(self.spool) == 0 and not self._held
+        return len(self.spool) == 0 and not self._held and self.unspooled == 0
 
     def stop(self, final_state: str = "stopped") -> None:
         if self.connected.is_set():
@@ -212,11 +280,102 @@ class MqttLink:
                 log.debug("final status not confirmed")
         if self._held:
             log.warning("%d error event(s) never sent: the broker was not reachable", len(self._held))
+        if self.unspooled:
+            log.error("%d result(s) that the spool could not take were never delivered", self.unspooled)
         self._closing = True
         self._stop.set()
         self._wake.set()
-        if self._sender.is_alive():
-            self._sender.join(timeout=5)
+        if self.sender.is_alive():
+            self.sender.join(timeout=5)
         self.client.disconnect()
         self.client.loop_stop()
         self.connected.clear()
+
+
+class _Sender(Worker):
+    """Publishes spooled and unspooled results, oldest first, and settles their acknowledgements."""
+
+    def __init__(self, link: MqttLink) -> None:
+        super().__init__("mqtt-sender")
+        self.link = link
+
+    def work(self) -> None:
+        link = self.link
+        while not link._stop.is_set():
+            self.beat()
+            link._wake.wait(0.25)
+            link._wake.clear()
+            self.settle_acks()
+            if not link.connected.is_set():
+                continue
+            if link._reset.is_set():
+                # After a reconnect, resend everything not yet acknowledged, oldest first.
+                link._reset.clear()
+                link._inflight.clear()
+                link._cursor = 0
+            if time.monotonic() < link._hold_until:
+                continue  # the broker refused results: wait out the back-off before sending again
+            room = link.settings.inflight - len(link._inflight)
+            if room <= 0:
+                continue
+            batch = min(room, 500)
+            rows = link._unspooled_rows(batch)
+            from_spool = link.spool.pending(link._cursor, batch - len(rows))
+            inflight = set(link._inflight.values())
+            for seq, payload in rows + from_spool:
+                if seq in inflight:
+                    continue
+                info = link.client.publish(link.topic("result"), payload, qos=link.settings.qos)
+                if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    break
+                link._inflight[info.mid] = seq
+            if from_spool:
+                link._cursor = max(link._cursor, from_spool[-1][0])
+            if len(rows) + len(from_spool) == batch:
+                link._wake.set()
+
+    def settle_acks(self) -> None:
+        link = self.link
+        done: list[int] = []
+        while True:
+            try:
+                mid, refusal = link._acks.get_nowait()
+            except queue.Empty:
+                break
+            seq = link._inflight.pop(mid, None)
+            if seq is None:
+                continue
+            if refusal is None:
+                done.append(seq)
+            else:
+                self._refused(seq, refusal)
+        if done:
+            link.spool.delete(done)
+            with link._unspooled_lock:
+                for seq in done:
+                    link._unspooled.pop(seq, None)
+            link.delivered += len(done)
+            link._refused_seqs.difference_update(done)
+            if not link._refused_seqs:
+                link._backoff = REFUSAL_FIRST_RETRY_S
+                link.last_refusal = None
+
+    def _refused(self, seq: int, reason: str) -> None:
+        """Keep the result, count it, say so once per reason, and send it again after a back-off."""
+        link = self.link
+        link.refused += 1
+        link.last_refusal = reason
+        link._refused_seqs.add(seq)
+        if reason not in link._reasons_logged:
+            link._reasons_logged.add(reason)
+            log.error(
+                "MQTT broker refused result seq %d on %s (%s): kept in the spool and retried with back-off; "
+                "check the broker's ACL and quotas for this client",
+                seq,
+                link.topic("result"),
+                reason,
+            )
+        link._cursor = min(link._cursor, seq - 1)
+        if time.monotonic() >= link._hold_until:
+            link._hold_until = time.monotonic() + link._backoff
+            link._backoff = min(link._backoff * 2, link.settings.refused_retry_max_s)

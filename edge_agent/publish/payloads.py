@@ -1,10 +1,15 @@
-"""The MQTT payloads MES subscribers rely on (contracts §5); docs/mqtt-*.schema.json are generated from these."""
+"""The MQTT payloads MES subscribers rely on; docs/schema/mqtt-*.schema.json are generated from these.
+
+Every payload is strict JSON: pydantic writes no NaN or Infinity, and `strict_json` refuses them.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
 import time
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,8 +25,24 @@ def utc_now() -> str:
     return iso_utc(time.time())
 
 
+def strict_json(payload: dict[str, Any]) -> str:
+    """JSON that every parser accepts: a non-finite float becomes null instead of a bare NaN."""
+    return json.dumps(_finite(payload), default=str, allow_nan=False, separators=(",", ":"))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 class Payload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # ser_json_inf_nan="null": even a field we forgot to check can never put a bare NaN on the wire.
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="null")
 
 
 class ModelRef(Payload):
@@ -72,6 +93,7 @@ class StatusPayload(Payload):
     version: str | None = None
     model: ModelRef | None = None
     backend: str | None = None
+    notes: list[str] = Field(default_factory=list, description="what runs differently than configured, and why")
 
 
 class StatsPayload(Payload):
@@ -89,6 +111,9 @@ class StatsPayload(Payload):
     dropped: int = Field(description="live frames dropped because inference fell behind")
     spool_dropped: int = Field(description="undelivered results dropped because the spool was full")
     spool_errors: int = Field(description="results that could not be written to the spool")
+    unspooled: int = Field(0, description="results waiting in memory because the spool could not take them")
+    unspooled_dropped: int = Field(0, description="unspooled results dropped: more than spool.unspooled_max")
+    refused: int = Field(0, description="results the broker refused (MQTT 5 PUBACK failure); kept and retried")
     fps: float
     inference_ms_p50: float | None
     inference_ms_p99: float | None
@@ -111,4 +136,5 @@ class ErrorEvent(Payload):
     station: str
     ts: str
     source: SourceRef
+    part_id: str | None = Field(None, description="echoed from cmd/trigger: the part this frame was taken for")
     error: str

@@ -9,7 +9,7 @@ import pytest
 from edge_agent.agent.archive import FrameArchive
 from edge_agent.agent.health import HealthServer
 from edge_agent.agent.sdnotify import notify, watchdog_interval_s
-from edge_agent.agent.settings import ArchiveSettings
+from edge_agent.settings import ArchiveSettings
 
 
 def test_archive_keeps_within_quota(tmp_path):
@@ -57,6 +57,9 @@ def test_health_and_metrics_on_localhost():
         "dropped": 0,
         "spool_dropped": 0,
         "spool_errors": 0,
+        "unspooled": 0,
+        "unspooled_dropped": 0,
+        "refused": 3,
         "spooled": 4,
         "fps": 2.5,
         "mqtt_connected": False,
@@ -73,6 +76,7 @@ def test_health_and_metrics_on_localhost():
         metrics = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
         assert "edge_agent_results_total 2.0" in metrics
         assert "edge_agent_spooled 4.0" in metrics
+        assert "edge_agent_refused_total 3.0" in metrics
         assert server.server.server_address[0] == "127.0.0.1"
     finally:
         server.stop()

@@ -17,7 +17,7 @@ def make_router():
         state["triggers"].append(part)
         return {"part_id": part}
 
-    router = CommandRouter(lambda topic, body: replies.append((topic, body)), lambda: "now")
+    router = CommandRouter(lambda name, body, _to: replies.append((f"cmd/{name}/reply", body)), lambda: "now")
     router.register("trigger", trigger)
     return router, replies, state
 
@@ -85,3 +85,22 @@ def test_command_error_messages():
     assert "part_id" in router.handle("trigger", b'{"part_id": 3}')["error"]
     assert "larger than" in router.handle("trigger", b" " * 20_000)["error"]
     assert isinstance(CommandError("x"), Exception)
+
+
+def test_a_deferred_command_replies_once_when_it_finishes_and_keeps_the_reply_address():
+    replies = []
+    finishers = []
+    router = CommandRouter(lambda name, body, to: replies.append((name, body, to)), lambda: "now")
+    router.register_deferred("reload", lambda args, finish: finishers.append(finish))
+    assert router.handle("reload", b"{}", "reply-address") is None
+    assert replies == [], "no reply before the work is done"
+    finishers[0]({"name": "m"}, None)
+    assert replies == [
+        (
+            "reload",
+            {"command": "reload", "ok": True, "error": None, "detail": {"name": "m"}, "ts": "now"},
+            "reply-address",
+        )
+    ]
+    router.handle("reload", b"[]", "again")
+    assert replies[-1][1]["ok"] is False, "a malformed deferred command is refused at once"

@@ -1,24 +1,38 @@
-"""MqttLink's handling of events raised while the broker is not connected (no broker: paho's client is faked)."""
+"""MqttLink's bookkeeping with paho's client faked (the real broker is in tests/integration): held events,
+refused acknowledgements, the unspooled backlog, command replies."""
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_agent.agent.settings import MqttSettings
 from edge_agent.publish import mqtt_link
 from edge_agent.publish.mqtt_link import MqttLink
 from edge_agent.publish.spool import ResultSpool
+from edge_agent.settings import MqttSettings
+
+
+class Info:
+    def __init__(self, mid: int) -> None:
+        self.mid = mid
+        self.rc = 0
 
 
 class RecordingClient:
     def __init__(self) -> None:
         self.published: list[tuple[str, int]] = []
+        self.payloads: list[str] = []
+        self.properties: list[Any] = []
 
-    def publish(self, topic: str, payload: str, qos: int = 0, retain: bool = False) -> Any:
+    def publish(self, topic: str, payload: str, qos: int = 0, retain: bool = False, properties: Any = None) -> Any:
         self.published.append((topic, qos))
+        self.payloads.append(payload)
+        self.properties.append(properties)
+        return Info(len(self.published))
 
     def subscribe(self, topic: str, qos: int = 0) -> None:
         pass
@@ -60,3 +74,140 @@ def test_held_events_are_bounded_keeping_the_newest(tmp_path):
     assert len(errors) == mqtt_link.HELD_EVENTS
     assert errors[0] == "plant/st1/error5"
     assert errors[-1] == f"plant/st1/error{mqtt_link.HELD_EVENTS + 4}"
+
+
+def ack(link: MqttLink, mid: int, code: int) -> None:
+    link._on_publish(None, None, mid, ReasonCode(PacketTypes.PUBACK, identifier=code), None)  # type: ignore[arg-type]
+
+
+def results_sent(client: RecordingClient) -> list[int]:
+    pairs = zip(client.published, client.payloads, strict=True)
+    return [json.loads(p)["seq"] for (t, _), p in pairs if t.endswith("/result")]
+
+
+def spooled_link(tmp_path, n: int) -> tuple[MqttLink, RecordingClient]:
+    from tests.unit.test_spool import results
+
+    link, client = make_link(tmp_path)
+    link.spool.put_many(results(n))
+    connect(link, client)
+    link._reset.clear()
+    return link, client
+
+
+def send_once(link: MqttLink) -> None:
+    """One pass of the sender loop's body, without its thread."""
+    link._stop.set()  # the loop below runs until stopped; run its body by hand instead
+    sender = link.sender
+    sender.settle_acks()
+    room = link.settings.inflight - len(link._inflight)
+    rows = link._unspooled_rows(room) + link.spool.pending(link._cursor, room)
+    inflight = set(link._inflight.values())
+    for seq, payload in rows:
+        if seq not in inflight and time.monotonic() >= link._hold_until:
+            info = link.client.publish(link.topic("result"), payload, qos=1)
+            link._inflight[info.mid] = seq
+    spooled = [seq for seq, _ in rows if seq in link._inflight.values()]
+    if spooled:
+        link._cursor = max(link._cursor, max(spooled))
+
+
+def test_a_refused_puback_keeps_the_result_counts_it_and_retries_after_a_back_off(tmp_path):
+    link, client = spooled_link(tmp_path, 3)
+    send_once(link)
+    assert results_sent(client) == [1, 2, 3]
+    mids = {seq: mid for mid, seq in link._inflight.items()}
+    ack(link, mids[1], 0x00)  # Success
+    ack(link, mids[2], 0x87)  # Not authorized
+    ack(link, mids[3], 0x10)  # No matching subscribers: a success code (< 0x80)
+    link.sender.settle_acks()
+    assert [seq for seq, _ in link.spool.pending(0, 10)] == [2], "only the refused result stays"
+    assert link.delivered == 2
+    assert link.refused == 1
+    assert link.last_refusal == "Not authorized"
+    assert link._hold_until > time.monotonic(), "no resend before the back-off"
+    send_once(link)
+    assert results_sent(client) == [1, 2, 3], "held back during the back-off"
+    link._hold_until = 0.0
+    send_once(link)
+    assert results_sent(client) == [1, 2, 3, 2], "sent again after the back-off"
+
+
+def test_the_refusal_back_off_doubles_up_to_its_limit(tmp_path):
+    link, _ = spooled_link(tmp_path, 1)
+    waits = []
+    for _ in range(10):
+        link._hold_until = 0.0
+        send_once(link)
+        (mid,) = link._inflight
+        ack(link, mid, 0x97)  # Quota exceeded
+        link.sender.settle_acks()
+        waits.append(round(link._hold_until - time.monotonic()))
+    assert waits[:4] == [1, 2, 4, 8]
+    assert max(waits) <= link.settings.refused_retry_max_s
+    assert link.refused == 10
+
+
+def test_unspooled_results_are_bounded_counted_and_sent_with_their_seq(tmp_path):
+    link = MqttLink(MqttSettings(), "st1", "plant/st1", ResultSpool(tmp_path / "spool.db"), unspooled_max=3)
+    client = RecordingClient()
+    link.client = client  # type: ignore[assignment]
+    link.add_unspooled([(seq, json.dumps({"seq": seq})) for seq in range(1, 6)])
+    assert link.unspooled == 3
+    assert link.unspooled_dropped == 2
+    assert not link._drained()
+    connect(link, client)
+    send_once(link)
+    assert results_sent(client) == [3, 4, 5]
+    for mid in list(link._inflight):
+        ack(link, mid, 0)
+    link.sender.settle_acks()
+    assert link.unspooled == 0
+    assert link._drained()
+
+
+def test_replies_go_to_the_response_topic_with_the_correlation_data(tmp_path):
+    from edge_agent.publish.mqtt_link import ReplyTo
+
+    link, client = make_link(tmp_path)
+    connect(link, client)
+    link.publish_reply("trigger", {"ok": True}, ReplyTo("mes/replies/7", b"req-7"))
+    link.publish_reply("trigger", {"ok": True}, ReplyTo())
+    assert client.published[-2] == ("mes/replies/7", 1)
+    assert client.properties[-2].CorrelationData == b"req-7"
+    assert client.published[-1] == ("plant/st1/cmd/trigger/reply", 1)
+
+
+def test_payloads_are_strict_json(tmp_path):
+    from tests.models import strict_loads
+
+    link, client = make_link(tmp_path)
+    connect(link, client)
+    link.publish_json("stats", {"inference_ms_p50": float("nan"), "fps": float("inf")})
+    assert strict_loads(client.payloads[-1]) == {"inference_ms_p50": None, "fps": None}
+
+
+def test_the_session_is_persistent_with_the_configured_expiry(tmp_path):
+    calls = {}
+    link = MqttLink(MqttSettings(session_expiry_s=600), "st1", "plant/st1", ResultSpool(tmp_path / "spool.db"))
+
+    class ConnectRecorder:
+        def connect_async(self, host, port, keepalive, **kwargs):
+            calls.update(kwargs)
+
+        def loop_start(self):
+            pass
+
+    link.client = ConnectRecorder()  # type: ignore[assignment]
+    link.sender.start = lambda: None  # type: ignore[method-assign]
+    link.start()
+    assert calls["clean_start"] is False
+    assert calls["properties"].SessionExpiryInterval == 600
+
+
+def test_qos_0_is_not_accepted_for_results():
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        MqttSettings(qos=0)  # type: ignore[arg-type]

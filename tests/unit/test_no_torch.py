@@ -21,7 +21,7 @@ def run_blocked(code: str) -> subprocess.CompletedProcess:
 def test_daemon_modules_import_without_torch():
     result = run_blocked(
         "import edge_agent.cli, edge_agent.runtime.inspector, edge_agent.runtime.backends.onnxruntime\n"
-        "import edge_agent.agent.daemon, edge_agent.agent.settings, edge_agent.publish.spool\n"
+        "import edge_agent.agent.daemon, edge_agent.settings, edge_agent.publish.spool\n"
         "import edge_agent.capture.sources\n"
         "assert 'torch' not in sys.modules\nprint('ok')"
     )

@@ -4,9 +4,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_agent.agent.settings import AgentSettings, load_settings, read_password
 from edge_agent.cli import main
 from edge_agent.errors import ConfigError
+from edge_agent.settings import AgentSettings, load_settings, read_password
 
 EXAMPLE = Path(__file__).parents[2] / "edge_agent" / "agent" / "example.toml"
 

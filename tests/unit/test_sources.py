@@ -72,3 +72,60 @@ def test_silent_rtsp_server_times_out_instead_of_hanging():
         open_source(f"rtsp://127.0.0.1:{port}/x", options=StreamOptions(open_timeout_s=1, read_timeout_s=1))
     assert time.monotonic() - started < 15
     server.close()
+
+
+def png(path, value=100):
+    cv2.imwrite(str(path), np.full((8, 8, 3), value, np.uint8))
+
+
+def names(source, count):
+    return [source.read().name for _ in range(count)]
+
+
+def test_folder_skips_what_was_inspected_before_and_says_which_files_to_remember(tmp_path):
+    for i in range(4):
+        png(tmp_path / f"{i}.png")
+    source = open_source(f"dir:{tmp_path}", done={"0.png", "2.png"})
+    first = source.read()
+    assert first.name == "1.png"
+    assert first.key == (f"dir:{tmp_path}", "1.png")
+    assert source.read().name == "3.png"
+    assert source.read() is None
+
+
+def test_a_looping_folder_remembers_nothing(tmp_path):
+    png(tmp_path / "a.png")
+    source = open_source(f"dir:{tmp_path}", loop=True)
+    frames = [source.read() for _ in range(3)]
+    assert [f.name for f in frames] == ["a.png"] * 3
+    assert all(f.key is None for f in frames)
+
+
+def test_watched_folder_reads_new_files_once_and_only_when_complete(tmp_path):
+    from edge_agent.capture.sources import SourceIdle
+
+    png(tmp_path / "old.png")
+    source = open_source(f"dir:{tmp_path}", watch=True, done={"old.png"}, poll_s=0.01)
+    with pytest.raises(SourceIdle):
+        source.read()
+    png(tmp_path / "new.png")
+    with pytest.raises(SourceIdle):
+        source.read()  # first sighting: the file might still be being written
+    assert source.read().name == "new.png"  # unchanged at the next listing: complete
+    with pytest.raises(SourceIdle):
+        source.read()  # read once, never again
+    (tmp_path / "growing.png").write_bytes(b"\x89PNG")
+    with pytest.raises(SourceIdle):
+        source.read()
+    png(tmp_path / "growing.png")  # the writer finished: size changed since the last listing
+    with pytest.raises(SourceIdle):
+        source.read()
+    assert source.read().name == "growing.png"
+
+
+def test_an_empty_watched_folder_is_fine(tmp_path):
+    from edge_agent.capture.sources import SourceIdle
+
+    source = open_source(f"dir:{tmp_path}", watch=True, poll_s=0.01)
+    with pytest.raises(SourceIdle):
+        source.read()

@@ -1,4 +1,4 @@
-"""Daemon settings (contracts §4): one TOML file, every key overridable as EDGE_AGENT_<SECTION>__<KEY>."""
+"""Daemon settings (docs: configuration.md): one TOML file, every key overridable as EDGE_AGENT_<SECTION>__<KEY>."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from edge_agent.errors import ConfigError
@@ -33,7 +33,18 @@ class CameraSettings(Section):
         "or gst:PIPELINE (GStreamer, ending in appsink)",
     )
     fps: float = Field(0.0, ge=0, description="frames per second to inspect; 0 = as fast as the pipeline allows")
-    loop: bool = Field(False, description="restart files and folders at the end instead of finishing")
+    loop: bool = Field(False, description="restart files and folders at the end instead of finishing (demos, soaks)")
+    watch: bool = Field(
+        False,
+        description="dir: sources only: keep running and inspect images as they arrive in the folder "
+        "(each once, also across restarts) instead of finishing at the last one",
+    )
+    watch_poll_s: float = Field(0.2, gt=0, le=60, description="how often a watched folder is listed")
+    trigger_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="a cmd/trigger not served by a frame within this long ends in an error event for its part",
+    )
     trigger: Literal["continuous", "mqtt"] = Field(
         "continuous", description="continuous: inspect every frame; mqtt: one frame per cmd/trigger"
     )
@@ -48,6 +59,14 @@ class CameraSettings(Section):
     @classmethod
     def _source_as_text(cls, value: Any) -> str:
         return str(value)
+
+    @model_validator(mode="after")
+    def _watch_needs_a_folder(self) -> CameraSettings:
+        if self.watch and not self.source.startswith("dir:"):
+            raise ValueError("watch = true needs a dir: source")
+        if self.watch and self.loop:
+            raise ValueError("watch and loop exclude each other (a watched folder is never re-read)")
+        return self
 
 
 class ModelSettings(Section):
@@ -78,7 +97,19 @@ class MqttSettings(Section):
         None, description="file holding the password; else $CREDENTIALS_DIRECTORY/mqtt-password (systemd)"
     )
     topic_prefix: str | None = Field(None, description="default edge-agent/<station.id>")
-    qos: Literal[0, 1, 2] = Field(1, description="QoS of results (1 or 2 for at-least-once delivery)")
+    qos: Literal[1, 2] = Field(
+        1, description="QoS of results: 1 or 2 (QoS 0 has no acknowledgement, so a result could be lost unseen)"
+    )
+    session_expiry_s: int = Field(
+        3600,
+        ge=0,
+        le=0xFFFFFFFF,
+        description="MQTT 5 session expiry: the broker keeps our subscriptions and queued commands this long "
+        "across a disconnect (0 = a clean session each connect)",
+    )
+    refused_retry_max_s: float = Field(
+        60.0, gt=0, description="longest wait before a result the broker refused (PUBACK failure) is sent again"
+    )
     keepalive: int = Field(30, ge=5, le=3600, description="seconds between MQTT keep-alive pings")
     protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version")
     client_id: str | None = Field(None, description="default edge-agent-<station.id>")
@@ -98,6 +129,12 @@ class SpoolSettings(Section):
     max_items: int = Field(100_000, ge=10, description="oldest results are dropped (and counted) beyond this")
     sync: Literal["full", "normal"] = Field(
         "full", description="full: every result survives a power cut; normal: faster, may lose the last ones"
+    )
+    unspooled_max: int = Field(
+        1000,
+        ge=1,
+        description="results that could not be written to the spool (disk full) wait in memory, at most this "
+        "many; beyond it the oldest are dropped and counted",
     )
     drain_timeout_s: float = Field(
         10.0, ge=0, description="at stop, wait this long for the broker to take what is spooled (the rest stays)"

@@ -1,0 +1,76 @@
+"""What the daemon says about itself: the stats payload, and /healthz."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from edge_agent.publish.payloads import utc_now
+
+if TYPE_CHECKING:
+    from edge_agent.agent.daemon import Agent
+
+
+def agent_stats(agent: Agent) -> dict[str, Any]:
+    """The `<prefix>/stats` payload (StatsPayload), also behind /metrics and cmd/status."""
+    c = agent.counters
+    p50, p99 = c.inference_percentiles()
+    with c.lock:
+        counts = {
+            "frames": c.frames,
+            "results": c.results,
+            "pass": c.passed,
+            "fail": c.failed,
+            "errors": c.errors,
+            "dropped": c.dropped,
+            "spool_errors": c.spool_errors,
+        }
+    link = agent.link
+    return {
+        "station": agent.settings.station.id,
+        "ts": utc_now(),
+        "uptime_s": round(time.monotonic() - c.started, 1),
+        **counts,
+        "spooled": len(agent.spool),
+        "spool_dropped": agent.spool.dropped,
+        "unspooled": link.unspooled,
+        "unspooled_dropped": link.unspooled_dropped,
+        "refused": link.refused,
+        "fps": round(c.fps(), 2),
+        "inference_ms_p50": p50,
+        "inference_ms_p99": p99,
+        "mqtt_connected": link.connected.is_set(),
+    }
+
+
+def health_report(agent: Agent) -> tuple[bool, dict[str, Any]]:
+    """(ok, body): ok is False when a worker died or the pipeline is wedged (systemd should restart us).
+
+    Problems a restart would not fix (the broker refuses results, the spool cannot take them) keep `ok`
+    true and are listed under `degraded`, so an operator sees them without the box restarting in a loop.
+    """
+    dead = [w.name for w in agent.workers() if w.died]
+    ok = agent.progressing() and not dead
+    link = agent.link
+    degraded = list(agent.notes)
+    if link.last_refusal:
+        degraded.append(f"broker refuses results: {link.last_refusal}")
+    if link.unspooled:
+        degraded.append(f"{link.unspooled} result(s) in memory: the spool cannot take them")
+    if link.last_error:
+        degraded.append(link.last_error)
+    return ok, {
+        "ok": ok,
+        "status": "failing" if not ok else "degraded" if degraded else "ok",
+        "degraded": degraded,
+        "dead_workers": dead,
+        "camera": agent.capture.state,
+        "mqtt_connected": link.connected.is_set(),
+        "spooled": len(agent.spool),
+        "spool_errors": agent.counters.spool_errors,
+        "unspooled": link.unspooled,
+        "unspooled_dropped": link.unspooled_dropped,
+        "refused": link.refused,
+        "mqtt_refusal": link.last_refusal,
+        "mqtt_error": link.last_error,
+    }
