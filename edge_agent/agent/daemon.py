@@ -224,7 +224,7 @@ class Agent:
 
     # ---- health and stats --------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        return agent_stats(self)
+        return agent_stats(self.settings.station.id, self.counters, self.spool, self.link)
 
     def progressing(self) -> bool:
         """The pipeline threads are alive and looping (not wedged in a backend or a driver call)."""
@@ -236,7 +236,9 @@ class Agent:
         return capture_ok and inference_ok and self.dead_worker() is None
 
     def healthz(self) -> tuple[bool, dict[str, Any]]:
-        return health_report(self)
+        return health_report(
+            self.progressing(), self.workers(), self.notes, self.capture.state, self.counters, self.spool, self.link
+        )
 
     # ---- main loop and shutdown ------------------------------------------------------------------------
     def run(self) -> int:

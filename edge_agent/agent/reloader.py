@@ -30,7 +30,7 @@ class Reloader(Worker):
     def __init__(self, reload: Reload, stop: threading.Event) -> None:
         super().__init__("reloader")
         self._reload = reload
-        self._stop = stop
+        self._stop_event = stop
         self._requests: queue.Queue[ReloadRequest] = queue.Queue(maxsize=16)
 
     def request(self, path: Path | None, finish: Finish | None = None) -> None:
@@ -40,7 +40,7 @@ class Reloader(Worker):
             raise CommandError("too many reloads waiting") from e
 
     def work(self) -> None:
-        while not self._stop.is_set():
+        while not self._stop_event.is_set():
             self.beat()
             try:
                 request = self._requests.get(timeout=0.5)

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
+from edge_agent.agent.counters import Counters
+from edge_agent.publish.mqtt_link import MqttLink
 from edge_agent.publish.payloads import utc_now
+from edge_agent.publish.spool import ResultSpool
+from edge_agent.threads import Worker
 
-if TYPE_CHECKING:
-    from edge_agent.agent.daemon import Agent
 
-
-def agent_stats(agent: Agent) -> dict[str, Any]:
+def agent_stats(station: str, counters: Counters, spool: ResultSpool, link: MqttLink) -> dict[str, Any]:
     """The `<prefix>/stats` payload (StatsPayload), also behind /metrics and cmd/status."""
-    c = agent.counters
+    c = counters
     p50, p99 = c.inference_percentiles()
     with c.lock:
         counts = {
@@ -25,14 +27,13 @@ def agent_stats(agent: Agent) -> dict[str, Any]:
             "dropped": c.dropped,
             "spool_errors": c.spool_errors,
         }
-    link = agent.link
     return {
-        "station": agent.settings.station.id,
+        "station": station,
         "ts": utc_now(),
         "uptime_s": round(time.monotonic() - c.started, 1),
         **counts,
-        "spooled": len(agent.spool),
-        "spool_dropped": agent.spool.dropped,
+        "spooled": len(spool),
+        "spool_dropped": spool.dropped,
         "unspooled": link.unspooled,
         "unspooled_dropped": link.unspooled_dropped,
         "refused": link.refused,
@@ -43,16 +44,23 @@ def agent_stats(agent: Agent) -> dict[str, Any]:
     }
 
 
-def health_report(agent: Agent) -> tuple[bool, dict[str, Any]]:
+def health_report(
+    progressing: bool,
+    workers: Sequence[Worker],
+    notes: Sequence[str],
+    camera_state: str,
+    counters: Counters,
+    spool: ResultSpool,
+    link: MqttLink,
+) -> tuple[bool, dict[str, Any]]:
     """(ok, body): ok is False when a worker died or the pipeline is wedged (systemd should restart us).
 
     Problems a restart would not fix (the broker refuses results, the spool cannot take them) keep `ok`
     true and are listed under `degraded`, so an operator sees them without the box restarting in a loop.
     """
-    dead = [w.name for w in agent.workers() if w.died]
-    ok = agent.progressing() and not dead
-    link = agent.link
-    degraded = list(agent.notes)
+    dead = [w.name for w in workers if w.died]
+    ok = progressing and not dead
+    degraded = list(notes)
     if link.last_refusal:
         degraded.append(f"broker refuses results: {link.last_refusal}")
     if link.unspooled:
@@ -64,10 +72,10 @@ def health_report(agent: Agent) -> tuple[bool, dict[str, Any]]:
         "status": "failing" if not ok else "degraded" if degraded else "ok",
         "degraded": degraded,
         "dead_workers": dead,
-        "camera": agent.capture.state,
+        "camera": camera_state,
         "mqtt_connected": link.connected.is_set(),
-        "spooled": len(agent.spool),
-        "spool_errors": agent.counters.spool_errors,
+        "spooled": len(spool),
+        "spool_errors": counters.spool_errors,
         "unspooled": link.unspooled,
         "unspooled_dropped": link.unspooled_dropped,
         "refused": link.refused,

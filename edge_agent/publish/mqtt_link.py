@@ -12,11 +12,11 @@ and go through the same sender.
 from __future__ import annotations
 
 import logging
-import queue
 import ssl
+import sys
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,9 +27,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge_agent.publish.payloads import strict_json, utc_now
+from edge_agent.publish.sender import ResultSender
 from edge_agent.publish.spool import ResultSpool
 from edge_agent.settings import MqttSettings
-from edge_agent.threads import Worker
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ CommandHandler = Callable[[str, bytes, ReplyTo], None]
 # Error events raised before the first connection (or during an outage) wait in memory, up to this many:
 # a corrupt frame in the first second must still reach MES, but events are not worth a disk spool.
 HELD_EVENTS = 100
-REFUSAL_FIRST_RETRY_S = 1.0
+CONNECT_FAILURE_LOG_EVERY_S = 60.0
 
 
 @dataclass
@@ -77,32 +77,22 @@ class MqttLink:
         self.on_command = on_command
         self.online_extra: dict[str, Any] = {}
         self.connected = threading.Event()
-        self.delivered = 0
-        self.refused = 0
         self.last_error: str | None = None
-        self.last_refusal: str | None = None
-        self.unspooled_dropped = 0
+        self._last_failure_log: tuple[str, float] | None = None
         self._v5 = settings.protocol == "5"
         self._closing = False
-        self._acks: queue.SimpleQueue[tuple[int, str | None]] = queue.SimpleQueue()  # (mid, refusal or None)
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._reset = threading.Event()
-        # Sender-thread state: what is in flight, where the spool was read up to, the refusal back-off.
-        self._inflight: dict[int, int] = {}  # mid -> seq
-        self._cursor = 0
-        self._hold_until = 0.0
-        self._backoff = REFUSAL_FIRST_RETRY_S
-        self._reasons_logged: set[str] = set()
-        self._refused_seqs: set[int] = set()  # refused and not delivered since: the refusal still stands
-        # Results the spool could not take, by seq; shared with the pipeline, so under a lock.
-        self._unspooled: OrderedDict[int, str] = OrderedDict()
-        self._unspooled_max = unspooled_max
-        self._unspooled_lock = threading.Lock()
         self._held: deque[_Message] = deque(maxlen=HELD_EVENTS)
         self._held_lock = threading.Lock()  # publish vs _on_connect: nothing held after the connect drains
         self.client = self._make_client(password)
-        self.sender = _Sender(self)
+        self.sender = ResultSender(
+            spool,
+            self._publish_result,
+            self.connected,
+            topic=self.topic("result"),
+            inflight_max=settings.inflight,
+            refused_retry_max_s=settings.refused_retry_max_s,
+            unspooled_max=unspooled_max,
+        )
 
     def _make_client(self, password: str | None) -> mqtt.Client:
         s = self.settings
@@ -131,6 +121,7 @@ class MqttLink:
         # paho's own default window is 20 in-flight messages; ours is the setting.
         client.max_inflight_messages_set(s.inflight)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
@@ -176,8 +167,25 @@ class MqttLink:
             while self._held:
                 self._send(self._held.popleft())
             self.connected.set()
-        self._reset.set()
-        self._wake.set()
+        self.sender.reset.set()
+        self.sender.wake.set()
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+        """TCP or TLS failed before any CONNACK. paho calls this inside its `except`, so the error is at hand."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ssl.SSLCertVerificationError):
+            reason = f"TLS certificate not trusted ({error.verify_message}); check mqtt.ca_file"
+        elif isinstance(error, ssl.SSLError):
+            reason = f"TLS handshake failed ({error.reason or error})"
+        else:
+            reason = str(error) if error is not None else "unknown error"
+        self.last_error = f"cannot connect to {self.settings.host}:{self.settings.port}: {reason}"
+        now = time.monotonic()
+        last = self._last_failure_log
+        if last is None or last[0] != reason or now - last[1] >= CONNECT_FAILURE_LOG_EVERY_S:
+            # First occurrence, a new reason, or a reminder: a broker that stays away is never silent.
+            log.error("MQTT %s; retrying with back-off, results stay in the spool", self.last_error)
+            self._last_failure_log = (reason, now)
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
         if self.connected.is_set() and not self._closing:
@@ -187,8 +195,7 @@ class MqttLink:
     def _on_publish(self, _client: mqtt.Client, _userdata: Any, mid: int, reason_code: Any, _props: Any) -> None:
         # MQTT 5 PUBACK/PUBREC reason codes >= 0x80 are refusals; 3.1.1 acknowledgements always succeed.
         refusal = str(reason_code) if getattr(reason_code, "is_failure", False) else None
-        self._acks.put((mid, refusal))
-        self._wake.set()
+        self.sender.acknowledge(mid, refusal)
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         name = message.topic[len(self.topic("cmd/")) :]
@@ -203,28 +210,35 @@ class MqttLink:
 
     def notify(self) -> None:
         """New rows are in the spool."""
-        self._wake.set()
+        self.sender.wake.set()
 
-    # ---- results without the spool ------------------------------------------------------------------
-    def add_unspooled(self, results: list[tuple[int, str]]) -> None:
-        """(seq, payload) of results the spool refused: kept in memory, bounded, oldest dropped and counted."""
-        with self._unspooled_lock:
-            for seq, payload in results:
-                self._unspooled[seq] = payload
-            while len(self._unspooled) > self._unspooled_max:
-                seq, _ = self._unspooled.popitem(last=False)
-                self.unspooled_dropped += 1
-                log.error("unspooled result seq %d dropped: more than %d wait in memory", seq, self._unspooled_max)
-        self._wake.set()
+    def _publish_result(self, payload: str) -> tuple[int, int]:
+        info = self.client.publish(self.topic("result"), payload, qos=self.settings.qos)
+        return int(info.rc), int(info.mid)
+
+    # What the sender counts, for stats and /healthz.
+    @property
+    def delivered(self) -> int:
+        return self.sender.delivered
+
+    @property
+    def refused(self) -> int:
+        return self.sender.refused
+
+    @property
+    def last_refusal(self) -> str | None:
+        return self.sender.last_refusal
 
     @property
     def unspooled(self) -> int:
-        with self._unspooled_lock:
-            return len(self._unspooled)
+        return self.sender.unspooled
 
-    def _unspooled_rows(self, limit: int) -> list[tuple[int, str]]:
-        with self._unspooled_lock:
-            return [(s, p) for s, p in self._unspooled.items() if s not in self._inflight.values()][:limit]
+    @property
+    def unspooled_dropped(self) -> int:
+        return self.sender.unspooled_dropped
+
+    def add_unspooled(self, results: list[tuple[int, str]]) -> None:
+        self.sender.add_unspooled(results)
 
     # ---- events, replies, stats ----------------------------------------------------------------------
     def publish_json(self, name: str, payload: dict[str, Any], qos: int = 0, retain: bool = False) -> None:
@@ -264,7 +278,7 @@ class MqttLink:
         while time.monotonic() < deadline:
             if self._drained() or self.sender.died:
                 break
-            self._wake.set()
+            self.sender.wake.set()
             time.sleep(0.05)
         return self._drained()
 
@@ -283,99 +297,7 @@ class MqttLink:
         if self.unspooled:
             log.error("%d result(s) that the spool could not take were never delivered", self.unspooled)
         self._closing = True
-        self._stop.set()
-        self._wake.set()
-        if self.sender.is_alive():
-            self.sender.join(timeout=5)
+        self.sender.stop()
         self.client.disconnect()
         self.client.loop_stop()
         self.connected.clear()
-
-
-class _Sender(Worker):
-    """Publishes spooled and unspooled results, oldest first, and settles their acknowledgements."""
-
-    def __init__(self, link: MqttLink) -> None:
-        super().__init__("mqtt-sender")
-        self.link = link
-
-    def work(self) -> None:
-        link = self.link
-        while not link._stop.is_set():
-            self.beat()
-            link._wake.wait(0.25)
-            link._wake.clear()
-            self.settle_acks()
-            if not link.connected.is_set():
-                continue
-            if link._reset.is_set():
-                # After a reconnect, resend everything not yet acknowledged, oldest first.
-                link._reset.clear()
-                link._inflight.clear()
-                link._cursor = 0
-            if time.monotonic() < link._hold_until:
-                continue  # the broker refused results: wait out the back-off before sending again
-            room = link.settings.inflight - len(link._inflight)
-            if room <= 0:
-                continue
-            batch = min(room, 500)
-            rows = link._unspooled_rows(batch)
-            from_spool = link.spool.pending(link._cursor, batch - len(rows))
-            inflight = set(link._inflight.values())
-            for seq, payload in rows + from_spool:
-                if seq in inflight:
-                    continue
-                info = link.client.publish(link.topic("result"), payload, qos=link.settings.qos)
-                if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                    break
-                link._inflight[info.mid] = seq
-            if from_spool:
-                link._cursor = max(link._cursor, from_spool[-1][0])
-            if len(rows) + len(from_spool) == batch:
-                link._wake.set()
-
-    def settle_acks(self) -> None:
-        link = self.link
-        done: list[int] = []
-        while True:
-            try:
-                mid, refusal = link._acks.get_nowait()
-            except queue.Empty:
-                break
-            seq = link._inflight.pop(mid, None)
-            if seq is None:
-                continue
-            if refusal is None:
-                done.append(seq)
-            else:
-                self._refused(seq, refusal)
-        if done:
-            link.spool.delete(done)
-            with link._unspooled_lock:
-                for seq in done:
-                    link._unspooled.pop(seq, None)
-            link.delivered += len(done)
-            link._refused_seqs.difference_update(done)
-            if not link._refused_seqs:
-                link._backoff = REFUSAL_FIRST_RETRY_S
-                link.last_refusal = None
-
-    def _refused(self, seq: int, reason: str) -> None:
-        """Keep the result, count it, say so once per reason, and send it again after a back-off."""
-        link = self.link
-        link.refused += 1
-        link.last_refusal = reason
-        link._refused_seqs.add(seq)
-        if reason not in link._reasons_logged:
-            link._reasons_logged.add(reason)
-            log.error(
-                "MQTT broker refused result seq %d on %s (%s): kept in the spool and retried with back-off; "
-                "check the broker's ACL and quotas for this client",
-                seq,
-                link.topic("result"),
-                reason,
-            )
-        link._cursor = min(link._cursor, seq - 1)
-        if time.monotonic() >= link._hold_until:
-            link._hold_until = time.monotonic() + link._backoff
-            link._backoff = min(link._backoff * 2, link.settings.refused_retry_max_s)

@@ -130,12 +130,21 @@ def test_wrong_password_retries_with_backoff_and_never_logs_it(secure_broker, ag
 
 
 def test_tls_with_an_untrusted_ca_never_connects(secure_broker, agent_config, tiny_data, tmp_path):
+    """Valid credentials, but the broker's certificate is signed by a CA the agent was not told to trust
+    (no ca_file: the system store): the TLS handshake must fail — not authentication, which would also
+    fail a client that skipped certificate checks."""
     broker, _ = secure_broker
+    (tmp_path / "pw").write_text(PASSWORD)
     folder = image_folder(tiny_data, tmp_path / "frames", 3)
     config = agent_config(
-        broker, f"dir:{folder}", mqtt={"tls": True, "username": "line1"}, spool={"drain_timeout_s": 2}
+        broker,
+        f"dir:{folder}",
+        mqtt={"tls": True, "username": "line1", "password_file": str(tmp_path / "pw")},
+        spool={"drain_timeout_s": 2},
     )
     code, out = finish(start_agent(config))
     assert code == 0, out
     assert "MQTT connected" not in out
+    assert "refused the connection" not in out, "it got as far as authentication: the certificate was not checked"
+    assert "TLS certificate not trusted" in out
     assert "3 left in the spool" in out

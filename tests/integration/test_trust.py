@@ -107,26 +107,37 @@ def test_a_model_that_outputs_nan_never_passes_a_part_and_every_payload_is_stric
     assert sorted(e["source"]["name"] for e in errors) == [f"{i:03d}.png" for i in range(12) if i % 3]
 
 
-def test_a_worker_thread_that_dies_ends_the_daemon_with_a_non_zero_exit(broker, agent_config, tiny_data, tmp_path):
-    """An exception outside the per-frame guard (here the archive) used to end the run with exit 0."""
+BREAKAGES = {
+    # an exception outside the per-frame guard: it used to end the run with "source finished", exit 0
+    "inference": ("edge_agent.agent.archive", "FrameArchive", "save", "archive disk controller gone"),
+    # the MQTT sender was not watched at all: /healthz stayed 200 while the spool filled
+    "mqtt-sender": ("edge_agent.publish.sender", "ResultSender", "send_ready", "sender bug"),
+}
+
+
+@pytest.mark.parametrize("thread", sorted(BREAKAGES))
+def test_a_worker_thread_that_dies_ends_the_daemon_with_a_non_zero_exit(
+    broker, agent_config, tiny_data, tmp_path, thread
+):
+    module, cls, method, message = BREAKAGES[thread]
     folder = image_folder(tiny_data, tmp_path / "frames", 30)
     config = agent_config(broker, f"dir:{folder}", archive={"save": "all"}, camera={"loop": True, "fps": 20})
-    code = (
-        "import sys\n"
-        "from edge_agent.agent.archive import FrameArchive\n"
-        "def broken(self, path, image):\n"
-        "    raise RuntimeError('archive disk controller gone')\n"
-        "FrameArchive.save = broken\n"
+    program = (
+        "import sys, importlib\n"
+        f"owner = getattr(importlib.import_module({module!r}), {cls!r})\n"
+        "def broken(*args, **kwargs):\n"
+        f"    raise RuntimeError({message!r})\n"
+        f"setattr(owner, {method!r}, broken)\n"
         "from edge_agent.cli import main\n"
         f"sys.exit(main(['run', '--config', {str(config)!r}]))\n"
     )
     process = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [sys.executable, "-c", program], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    code_, out = finish(process, timeout=60)
-    assert code_ not in (0, 2), out  # non-zero, and not 2 (RestartPreventExitStatus): systemd restarts it
-    assert "inference" in out and "died" in out
-    assert "archive disk controller gone" in out
+    code, out = finish(process, timeout=60)
+    assert code not in (0, 2), out  # non-zero, and not 2 (RestartPreventExitStatus): systemd restarts it
+    assert f"worker thread {thread!r} died" in out
+    assert message in out
 
 
 def test_sigkill_with_results_in_flight_to_a_frozen_broker_then_restart_delivers_every_image_once(
@@ -173,7 +184,9 @@ def test_kill_during_commits_with_full_sync_loses_no_committed_seq(
     assert all(len(ids) == 1 for ids in ids_by_name(sub).values())
 
 
-def test_a_watched_folder_inspects_arrivals_once_across_restarts(broker, agent_config, subscriber_for, tiny_data, tmp_path):
+def test_a_watched_folder_inspects_arrivals_once_across_restarts(
+    broker, agent_config, subscriber_for, tiny_data, tmp_path
+):
     folder = tmp_path / "incoming"
     folder.mkdir()
     source_images = sorted(tiny_data.rglob("*.png"))

@@ -89,3 +89,41 @@ def test_manifest_input_size_the_model_does_not_take_is_refused(bundle_copy):
     write_manifest(bundle_copy, bundle.manifest.model_copy(update={"input": spec}))
     with pytest.raises(ModelBundleError, match="does not take"):
         create_backend(load_bundle(bundle_copy), "onnxruntime")
+
+
+def test_a_symlink_that_leads_out_of_the_bundle_is_refused(bundle_copy, tmp_path):
+    outside = tmp_path / "elsewhere.onnx"
+    (bundle_copy / "model.onnx").rename(outside)
+    (bundle_copy / "model.onnx").symlink_to(outside)
+    with pytest.raises(ModelBundleError, match="outside the bundle"):
+        load_bundle(bundle_copy)
+
+
+def test_a_manifest_naming_an_absolute_path_is_refused_by_the_cli_with_exit_2(bundle_copy, tiny_data, capsys):
+    manifest = json.loads((bundle_copy / "manifest.json").read_text())
+    outside = bundle_copy.parent / "outside.onnx"
+    shutil.copy(bundle_copy / "model.onnx", outside)
+    manifest["files"][str(outside)] = manifest["files"].pop("model.onnx")
+    manifest["model_file"] = str(outside)
+    (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
+    image = next((tiny_data / "test" / "good").glob("*.png"))
+    assert main(["predict", str(bundle_copy), str(image)]) == 2
+    assert "not inside the bundle" in capsys.readouterr().err
+
+
+def test_manifest_writes_are_atomic(bundle_copy, monkeypatch):
+    """A crash in the middle of writing leaves the old manifest whole (the write goes to a temp file)."""
+    from edge_agent.runtime import bundle as bundle_module
+
+    manifest = load_bundle(bundle_copy).manifest
+    before = (bundle_copy / "manifest.json").read_bytes()
+
+    def crash(*_args, **_kwargs):
+        raise OSError("power cut")
+
+    monkeypatch.setattr("edge_agent.fsutil.os.replace", crash)
+    manifest.name = "changed"
+    with pytest.raises(OSError, match="power cut"):
+        bundle_module.write_manifest(bundle_copy, manifest)
+    assert (bundle_copy / "manifest.json").read_bytes() == before
+    assert [p.name for p in bundle_copy.iterdir() if p.name.startswith(".")] == [], "temp file cleaned up"

@@ -4,6 +4,7 @@ refused acknowledgements, the unspooled backlog, command replies."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
@@ -76,94 +77,110 @@ def test_held_events_are_bounded_keeping_the_newest(tmp_path):
     assert errors[-1] == f"plant/st1/error{mqtt_link.HELD_EVENTS + 4}"
 
 
-def ack(link: MqttLink, mid: int, code: int) -> None:
-    link._on_publish(None, None, mid, ReasonCode(PacketTypes.PUBACK, identifier=code), None)  # type: ignore[arg-type]
+def ack(sender, mid: int, code: int) -> None:
+    reason = ReasonCode(PacketTypes.PUBACK, identifier=code)
+    sender.acknowledge(mid, str(reason) if reason.is_failure else None)
 
 
-def results_sent(client: RecordingClient) -> list[int]:
-    pairs = zip(client.published, client.payloads, strict=True)
-    return [json.loads(p)["seq"] for (t, _), p in pairs if t.endswith("/result")]
+class Wire:
+    """What the sender publishes, with paho's answer (rc 0, a fresh message id)."""
+
+    def __init__(self) -> None:
+        self.sent: list[int] = []
+
+    def __call__(self, payload: str) -> tuple[int, int]:
+        self.sent.append(json.loads(payload)["seq"])
+        return 0, len(self.sent)
 
 
-def spooled_link(tmp_path, n: int) -> tuple[MqttLink, RecordingClient]:
+def make_sender(tmp_path, spooled: int = 0, unspooled_max: int = 1000):
+    from edge_agent.publish.sender import ResultSender
     from tests.unit.test_spool import results
 
-    link, client = make_link(tmp_path)
-    link.spool.put_many(results(n))
-    connect(link, client)
-    link._reset.clear()
-    return link, client
-
-
-def send_once(link: MqttLink) -> None:
-    """One pass of the sender loop's body, without its thread."""
-    link._stop.set()  # the loop below runs until stopped; run its body by hand instead
-    sender = link.sender
-    sender.settle_acks()
-    room = link.settings.inflight - len(link._inflight)
-    rows = link._unspooled_rows(room) + link.spool.pending(link._cursor, room)
-    inflight = set(link._inflight.values())
-    for seq, payload in rows:
-        if seq not in inflight and time.monotonic() >= link._hold_until:
-            info = link.client.publish(link.topic("result"), payload, qos=1)
-            link._inflight[info.mid] = seq
-    spooled = [seq for seq, _ in rows if seq in link._inflight.values()]
-    if spooled:
-        link._cursor = max(link._cursor, max(spooled))
+    spool = ResultSpool(tmp_path / "spool.db")
+    spool.put_many(results(spooled))
+    wire = Wire()
+    connected = threading.Event()
+    connected.set()
+    sender = ResultSender(
+        spool,
+        wire,
+        connected,
+        topic="plant/st1/result",
+        inflight_max=200,
+        refused_retry_max_s=30,
+        unspooled_max=unspooled_max,
+    )
+    return sender, wire
 
 
 def test_a_refused_puback_keeps_the_result_counts_it_and_retries_after_a_back_off(tmp_path):
-    link, client = spooled_link(tmp_path, 3)
-    send_once(link)
-    assert results_sent(client) == [1, 2, 3]
-    mids = {seq: mid for mid, seq in link._inflight.items()}
-    ack(link, mids[1], 0x00)  # Success
-    ack(link, mids[2], 0x87)  # Not authorized
-    ack(link, mids[3], 0x10)  # No matching subscribers: a success code (< 0x80)
-    link.sender.settle_acks()
-    assert [seq for seq, _ in link.spool.pending(0, 10)] == [2], "only the refused result stays"
-    assert link.delivered == 2
-    assert link.refused == 1
-    assert link.last_refusal == "Not authorized"
-    assert link._hold_until > time.monotonic(), "no resend before the back-off"
-    send_once(link)
-    assert results_sent(client) == [1, 2, 3], "held back during the back-off"
-    link._hold_until = 0.0
-    send_once(link)
-    assert results_sent(client) == [1, 2, 3, 2], "sent again after the back-off"
+    sender, wire = make_sender(tmp_path, spooled=3)
+    sender.send_ready()
+    assert wire.sent == [1, 2, 3]
+    mids = {seq: mid for mid, seq in sender.inflight.items()}
+    ack(sender, mids[1], 0x00)  # Success
+    ack(sender, mids[2], 0x87)  # Not authorized
+    ack(sender, mids[3], 0x10)  # No matching subscribers: a success code (< 0x80)
+    sender.settle_acks()
+    assert [seq for seq, _ in sender.spool.pending(0, 10)] == [2], "only the refused result stays"
+    assert sender.delivered == 2
+    assert sender.refused == 1
+    assert sender.last_refusal == "Not authorized"
+    assert sender.hold_until > time.monotonic(), "no resend before the back-off"
+    sender.send_ready()
+    assert wire.sent == [1, 2, 3], "held back during the back-off"
+    sender.hold_until = 0.0
+    sender.send_ready()
+    assert wire.sent == [1, 2, 3, 2], "sent again after the back-off"
+    (mid,) = sender.inflight
+    ack(sender, mid, 0x00)
+    sender.settle_acks()
+    assert len(sender.spool) == 0
+    assert sender.last_refusal is None, "the refusal no longer stands once the result got through"
 
 
 def test_the_refusal_back_off_doubles_up_to_its_limit(tmp_path):
-    link, _ = spooled_link(tmp_path, 1)
+    sender, _ = make_sender(tmp_path, spooled=1)
     waits = []
     for _ in range(10):
-        link._hold_until = 0.0
-        send_once(link)
-        (mid,) = link._inflight
-        ack(link, mid, 0x97)  # Quota exceeded
-        link.sender.settle_acks()
-        waits.append(round(link._hold_until - time.monotonic()))
+        sender.hold_until = 0.0
+        sender.send_ready()
+        (mid,) = sender.inflight
+        ack(sender, mid, 0x97)  # Quota exceeded
+        sender.settle_acks()
+        waits.append(round(sender.hold_until - time.monotonic()))
     assert waits[:4] == [1, 2, 4, 8]
-    assert max(waits) <= link.settings.refused_retry_max_s
-    assert link.refused == 10
+    assert max(waits) <= 30
+    assert sender.refused == 10
 
 
 def test_unspooled_results_are_bounded_counted_and_sent_with_their_seq(tmp_path):
-    link = MqttLink(MqttSettings(), "st1", "plant/st1", ResultSpool(tmp_path / "spool.db"), unspooled_max=3)
-    client = RecordingClient()
-    link.client = client  # type: ignore[assignment]
-    link.add_unspooled([(seq, json.dumps({"seq": seq})) for seq in range(1, 6)])
-    assert link.unspooled == 3
-    assert link.unspooled_dropped == 2
-    assert not link._drained()
-    connect(link, client)
-    send_once(link)
-    assert results_sent(client) == [3, 4, 5]
-    for mid in list(link._inflight):
-        ack(link, mid, 0)
-    link.sender.settle_acks()
-    assert link.unspooled == 0
+    sender, wire = make_sender(tmp_path, unspooled_max=3)
+    sender.add_unspooled([(seq, json.dumps({"seq": seq})) for seq in range(1, 6)])
+    assert sender.unspooled == 3
+    assert sender.unspooled_dropped == 2
+    sender.send_ready()
+    assert wire.sent == [3, 4, 5]
+    for mid in list(sender.inflight):
+        ack(sender, mid, 0)
+    sender.settle_acks()
+    assert sender.unspooled == 0
+
+
+def test_after_a_reconnect_everything_unacknowledged_goes_again_oldest_first(tmp_path):
+    sender, wire = make_sender(tmp_path, spooled=3)
+    sender.send_ready()
+    sender.reset.set()
+    sender.send_ready()
+    assert wire.sent == [1, 2, 3, 1, 2, 3]
+
+
+def test_the_link_is_drained_only_when_spool_backlog_and_held_events_are_empty(tmp_path):
+    link, _ = make_link(tmp_path)
     assert link._drained()
+    link.add_unspooled([(1, "{}")])
+    assert not link._drained()
 
 
 def test_replies_go_to_the_response_topic_with_the_correlation_data(tmp_path):

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from edge_agent.data.layout import DatasetSplits
+from edge_agent.fsutil import atomic_write_bytes
 from edge_agent.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from edge_agent.runtime.bench import measure
 from edge_agent.runtime.bundle import ModelBundle, file_entry, load_bundle, write_manifest
@@ -91,11 +92,12 @@ def quantize_bundle(
     manifest = bundle.manifest
     calib = [s.path for s in splits.train[:: max(1, len(splits.train) // calibration_images)]][:calibration_images]
     batches = [preprocess([read_image(str(p))], manifest.input) for p in calib]
-    with tempfile.TemporaryDirectory() as tmp, _quiet_root_logger():
+    with tempfile.TemporaryDirectory(dir=bundle_dir) as tmp, _quiet_root_logger():
         source = _pre_processed(bundle.onnx_path, Path(tmp) / "prep.onnx")
+        staged = Path(tmp) / INT8_FILE
         quantize_static(
             str(source),
-            str(bundle_dir / INT8_FILE),
+            str(staged),
             _CalibrationReader(batches),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
@@ -103,6 +105,8 @@ def quantize_bundle(
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
         )
+        # Written beside the bundle, then renamed into it: never a half-written model under its real name.
+        atomic_write_bytes(bundle_dir / INT8_FILE, staged.read_bytes())
     manifest.files[INT8_FILE] = file_entry(bundle_dir / INT8_FILE)
     names = {s.path: splits.classes[s.label] for s in splits.test}
     labels = np.array([manifest.classes.index(names[p]) for p in test_paths])
