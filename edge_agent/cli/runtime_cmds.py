@@ -48,13 +48,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         try:
             image = read_image(str(path))
         except BadInputError as e:
-            print(f"edge-agent: error: {e}", file=sys.stderr)
+            _report_unjudged(path, str(e), args.json)
             failed += 1
             continue
         (verdict,), timing = inspector.inspect([image])
         if isinstance(verdict, Unjudged):
-            # Fail closed, as the daemon does: no verdict line for a frame the model could not judge.
-            print(f"edge-agent: error: {path}: not judged: {verdict.reason}", file=sys.stderr)
+            # Fail closed, as the daemon does: no verdict for a frame the model could not judge.
+            _report_unjudged(path, f"{path}: not judged: {verdict.reason}", args.json)
             failed += 1
             continue
         if args.json:
@@ -82,6 +82,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
             )
     inspector.close()
     return 2 if failed else 0
+
+
+def _report_unjudged(path: Path, message: str, as_json: bool) -> None:
+    """An image without a verdict: one line on stderr, and with --json an error object in the stream, so a
+    consumer reading one object per image sees every image and never a verdict that was not reached."""
+    print(f"edge-agent: error: {message}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"path": str(path), "verdict": None, "error": message}), flush=True)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

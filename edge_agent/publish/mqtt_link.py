@@ -160,6 +160,7 @@ class MqttLink:
             )
             return
         self.last_error = None
+        self._last_failure_log = None  # the next outage is logged at its first failure again
         log.info("MQTT connected to %s:%s", self.settings.host, self.settings.port)
         client.publish(self.topic("status"), self._status("online"), qos=1, retain=True)
         client.subscribe(self.topic("cmd/+"), qos=1)

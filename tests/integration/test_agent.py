@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import sqlite3
 import threading
 import time
 
@@ -49,6 +50,14 @@ def test_broker_restart_mid_run_loses_nothing(mosquitto_broker, agent_config, su
     sub = subscriber_for(broker)
     process = start_agent(agent_config(broker, f"dir:{folder}", camera={"fps": 20}))
     assert sub.wait_for(lambda s: len(s.results) >= 5, timeout=20)
+    # Frozen first (TCP up, no PUBACKs): what was published meanwhile must still be in the spool. A link that
+    # deleted rows on publish would pass the restart below anyway, because paho resends its own queue.
+    broker.send_signal(signal.SIGSTOP)
+    time.sleep(1.0)
+    with sqlite3.connect(tmp_path / "spool.db") as db:
+        unacknowledged = db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    broker.send_signal(signal.SIGCONT)
+    assert unacknowledged >= 10, "results published to a frozen broker left the spool"
     broker.stop()
     time.sleep(1.5)
     broker.start()

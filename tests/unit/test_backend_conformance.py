@@ -94,3 +94,28 @@ def test_tensorrt_without_engine_is_bad_input(tiny_bundle):
     if matching_engine(bundle) is None:
         with pytest.raises(ModelBundleError, match="no TensorRT engine"):
             create_backend(bundle, "tensorrt")
+
+
+@pytest.mark.parametrize(
+    ("logits", "message"),
+    [
+        (np.zeros((2, 7), np.float32), "shape"),  # a class count the manifest does not have
+        (np.zeros((3, 5), np.float32), "shape"),  # a row per image, or it is not our answer
+        (np.zeros((2,), np.float32), "shape"),
+        (np.zeros((2, 5), np.int64), "dtype|int64"),
+    ],
+)
+def test_output_that_does_not_fit_the_manifest_is_a_backend_error(logits, message):
+    """The check every backend applies after each call (TensorRT engines are built elsewhere and trusted less)."""
+    from edge_agent.errors import BackendError
+    from edge_agent.runtime.backends.base import check_output
+
+    with pytest.raises(BackendError, match=message):
+        check_output("test", logits, batch_size=2, n_classes=5)
+
+
+def test_float16_output_is_widened_not_refused():
+    from edge_agent.runtime.backends.base import check_output
+
+    out = check_output("test", np.ones((2, 5), np.float16), batch_size=2, n_classes=5)
+    assert out.dtype == np.float32

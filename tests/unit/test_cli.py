@@ -61,7 +61,12 @@ def test_predict_reports_a_corrupt_image_and_goes_on(tiny_bundle, tiny_data, tmp
     assert main(["predict", str(tiny_bundle), str(broken), str(good), "--json"]) == 2
     captured = capsys.readouterr()
     assert "broken.jpg" in captured.err
-    assert json.loads(captured.out)["path"] == str(good)
+    error, verdict = (json.loads(line) for line in captured.out.splitlines())
+    assert error["path"] == str(broken)
+    assert error["verdict"] is None
+    assert "not a decodable image" in error["error"]
+    assert verdict["path"] == str(good)
+    assert verdict["verdict"] in ("pass", "fail")
 
 
 def test_evaluate_json(tiny_bundle, tiny_data, capsys):
@@ -105,3 +110,27 @@ def test_bad_distill_flags_are_one_line_and_exit_2(tmp_path, capsys, flags, mess
 def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "edge_agent", "--version"], capture_output=True, text=True, check=True)
     assert __version__ in out.stdout
+
+
+def test_predict_never_gives_a_verdict_for_a_nan_output(tiny_bundle, tmp_path, capsys):
+    import json
+
+    import cv2
+    import numpy as np
+
+    from edge_agent.cli import main
+    from tests.models import nan_bundle, strict_loads
+
+    bundle = nan_bundle(tiny_bundle, tmp_path / "nan")
+    dark, bright = tmp_path / "dark.png", tmp_path / "bright.png"
+    cv2.imwrite(str(dark), np.full((32, 32, 3), 5, np.uint8))
+    cv2.imwrite(str(bright), np.full((32, 32, 3), 250, np.uint8))
+    assert main(["predict", str(bundle), str(dark), str(bright), "--json"]) == 2
+    out, err = capsys.readouterr()
+    lines = [strict_loads(line) for line in out.splitlines()]
+    assert [line["path"] for line in lines] == [str(dark), str(bright)]
+    assert lines[0]["verdict"] is None
+    assert "not finite" in lines[0]["error"]
+    assert lines[1]["verdict"] in ("pass", "fail")
+    assert "not judged" in err
+    assert json.dumps(lines)  # strict all the way

@@ -10,15 +10,20 @@ from edge_agent.errors import ModelBundleError
 from edge_agent.settings import ModelSettings
 
 
-def test_an_engine_build_that_fails_with_a_foreign_error_falls_back_to_onnxruntime(tiny_bundle, monkeypatch):
-    """TensorRT and pycuda raise their own exception types: with backend = auto none may stop the line."""
+def gpu_whose_engine_build_fails(monkeypatch, message: str) -> None:
+    """A box with a GPU and no engine for it, where the build raises a foreign exception type."""
     monkeypatch.setattr(model_loader, "device_identity", lambda: ("10.0.0", "test-gpu"))
     monkeypatch.setattr(model_loader, "matching_engine", lambda bundle: None)
 
     def exploding_build(*_args, **_kwargs):
-        raise RuntimeError("pycuda._driver.LogicError: cuInit failed")
+        raise RuntimeError(message)
 
     monkeypatch.setattr("edge_agent.runtime.tools.engine_build.build_engine", exploding_build)
+
+
+def test_an_engine_build_that_fails_with_a_foreign_error_falls_back_to_onnxruntime(tiny_bundle, monkeypatch):
+    """TensorRT and pycuda raise their own exception types: with backend = auto none may stop the line."""
+    gpu_whose_engine_build_fails(monkeypatch, "pycuda._driver.LogicError: cuInit failed")
     loaded = model_loader.open_inspector(ModelSettings(path=tiny_bundle, backend="auto"), tiny_bundle)
     assert loaded.inspector.backend.name == "onnxruntime"
     assert len(loaded.notes) == 1
@@ -28,13 +33,7 @@ def test_an_engine_build_that_fails_with_a_foreign_error_falls_back_to_onnxrunti
 
 
 def test_with_backend_tensorrt_a_failed_build_is_an_error(tiny_bundle, monkeypatch):
-    monkeypatch.setattr(model_loader, "device_identity", lambda: ("10.0.0", "test-gpu"))
-    monkeypatch.setattr(model_loader, "matching_engine", lambda bundle: None)
-
-    def exploding_build(*_args, **_kwargs):
-        raise RuntimeError("out of GPU memory")
-
-    monkeypatch.setattr("edge_agent.runtime.tools.engine_build.build_engine", exploding_build)
+    gpu_whose_engine_build_fails(monkeypatch, "out of GPU memory")
     with pytest.raises(RuntimeError, match="out of GPU memory"):
         model_loader.open_inspector(ModelSettings(path=tiny_bundle, backend="tensorrt"), tiny_bundle)
 
