@@ -28,7 +28,7 @@ class _StatsCollector:
         s = self._stats()
         counters = (
             "frames", "results", "pass", "fail", "errors", "dropped", "spool_dropped", "spool_errors",
-            "unspooled_dropped", "refused",
+            "unspooled_dropped", "refused", "unjudged",
         )  # fmt: skip
         for key in counters:
             yield CounterMetricFamily(f"edge_agent_{key}", f"{key} since start", value=s[key])

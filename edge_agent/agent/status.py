@@ -24,6 +24,7 @@ def agent_stats(station: str, counters: Counters, spool: ResultSpool, link: Mqtt
             "pass": c.passed,
             "fail": c.failed,
             "errors": c.errors,
+            "unjudged": c.unjudged,
             "dropped": c.dropped,
             "spool_errors": c.spool_errors,
         }

@@ -106,7 +106,8 @@ class StatsPayload(Payload):
     results: int
     passed: int = Field(alias="pass")
     failed: int = Field(alias="fail")
-    errors: int = Field(description="frames that could not be decoded or inferred")
+    errors: int = Field(description="frames that could not be judged (error events): undecodable, backend error, ...")
+    unjudged: int = Field(0, description="of those, frames whose model output was not finite (NaN, inf)")
     spooled: int = Field(description="results waiting in the spool now")
     dropped: int = Field(description="live frames dropped because inference fell behind")
     spool_dropped: int = Field(description="undelivered results dropped because the spool was full")

@@ -112,6 +112,7 @@ def test_a_model_that_outputs_nan_never_passes_a_part_and_every_payload_is_stric
     assert sorted(r["source"]["name"] for r in sub.results) == [f"{i:03d}.png" for i in (0, 3, 6, 9)]
     errors = sub.topic_payloads("error")
     assert all("not finite" in e["error"] for e in errors)
+    assert sub.topic_payloads("stats")[-1]["unjudged"] == 8
     assert sorted(e["source"]["name"] for e in errors) == [f"{i:03d}.png" for i in range(12) if i % 3]
 
 

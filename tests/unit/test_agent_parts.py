@@ -60,6 +60,7 @@ def test_health_and_metrics_on_localhost():
         "unspooled": 0,
         "unspooled_dropped": 0,
         "refused": 3,
+        "unjudged": 0,
         "spooled": 4,
         "fps": 2.5,
         "mqtt_connected": False,
