@@ -37,6 +37,23 @@ class CaptureError(EdgeAgentError):
     """A frame source could not be opened or read."""
 
 
+INSTALL_HINTS = {
+    "trainer": "pip install '{dist}[trainer]' (from a checkout: pip install '.[trainer]')",
+    "tensorrt": (
+        "on a Jetson, TensorRT comes with JetPack (apt install python3-libnvinfer; make the venv with "
+        "--system-site-packages to see it) and pycuda from pip install pycuda; on an x86 GPU box: "
+        "pip install '{dist}[tensorrt]' (from a checkout: pip install '.[tensorrt]')"
+    ),
+    "": "pip install {dist} (from a checkout: pip install .)",
+}
+
+
+def install_hint(extra: str) -> str:
+    from edge_agent import DISTRIBUTION
+
+    return INSTALL_HINTS.get(extra, INSTALL_HINTS[""]).format(dist=DISTRIBUTION)
+
+
 def require(module: str, extra: str, purpose: str) -> None:
     """Raise MissingDependencyError with an install hint when `module` is absent."""
     import importlib.util
@@ -46,6 +63,4 @@ def require(module: str, extra: str, purpose: str) -> None:
     except (ImportError, ValueError):  # a broken or blocked installation counts as missing
         found = False
     if not found:
-        raise MissingDependencyError(
-            f"{purpose} needs the Python package '{module}': pip install 'edge-agent[{extra}]'"
-        )
+        raise MissingDependencyError(f"{purpose} needs the Python package '{module}': {install_hint(extra)}")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from edge_agent.errors import ConfigError
@@ -60,13 +62,15 @@ class CameraSettings(Section):
     def _source_as_text(cls, value: Any) -> str:
         return str(value)
 
-    @model_validator(mode="after")
-    def _watch_needs_a_folder(self) -> CameraSettings:
-        if self.watch and not self.source.startswith("dir:"):
+    @field_validator("watch")
+    @classmethod
+    def _watch_needs_a_folder(cls, watch: bool, info: ValidationInfo) -> bool:
+        # source and loop are declared before watch, so they are validated (and in info.data) by now.
+        if watch and not str(info.data.get("source", "")).startswith("dir:"):
             raise ValueError("watch = true needs a dir: source")
-        if self.watch and self.loop:
+        if watch and info.data.get("loop"):
             raise ValueError("watch and loop exclude each other (a watched folder is never re-read)")
-        return self
+        return watch
 
 
 class ModelSettings(Section):
@@ -116,6 +120,12 @@ class MqttSettings(Section):
     stats_interval_s: float = Field(10.0, gt=0, description="seconds between stats messages")
     inflight: int = Field(200, ge=1, le=10000, description="results published but not yet acknowledged, at most")
 
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol_as_text(cls, value: Any) -> Any:
+        # `protocol = 5` (a TOML integer) means the same as "5".
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
     @field_validator("topic_prefix")
     @classmethod
     def _no_wildcards(cls, value: str | None) -> str | None:
@@ -146,6 +156,11 @@ class ArchiveSettings(Section):
     save: Literal["fail", "all", "none"] = Field("fail", description="which frames to keep")
     max_mb: float = Field(1024.0, gt=0, description="oldest archived frames are deleted beyond this size")
     jpeg_quality: int = Field(90, ge=10, le=100, description="JPEG quality of archived frames")
+    url_base: str | None = Field(
+        None,
+        description="URL under which MES fetches archived frames (results carry image_url); default "
+        "http://<health.bind>:<health.port>/archive (the box's host name when bound to all addresses)",
+    )
 
 
 class HealthSettings(Section):
@@ -183,12 +198,79 @@ class AgentSettings(BaseSettings):
         return self.mqtt.topic_prefix or f"edge-agent/{self.station.id}"
 
 
-def describe_error(error: ValidationError, origin: str) -> str:
-    first = error.errors()[0]
-    key = ".".join(str(p) for p in first["loc"])
-    if first["type"] == "extra_forbidden":
-        return f"{origin}: unknown key '{key}'"
-    return f"{origin}: '{key}': {first['msg']}" + (f" (got {first['input']!r})" if "input" in first else "")
+ENV_PREFIX = "EDGE_AGENT_"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the settings: which key, where its value came from, what to do."""
+
+    key: str
+    origin: str  # the settings file, or the environment variable that set the value
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.origin}: {self.key}: {self.message}" if self.key else f"{self.origin}: {self.message}"
+
+
+def env_name(section: str, key: str) -> str:
+    return f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
+
+
+def origin_of(loc: tuple[Any, ...], file_origin: str, environ: dict[str, str]) -> str:
+    """The environment variable that set this value, else the file (the environment wins over the file)."""
+    if len(loc) >= 2:
+        name = env_name(str(loc[0]), str(loc[1]))
+        if any(k.upper() == name for k in environ):
+            return f"environment variable {name}"
+    return file_origin
+
+
+def nearest_key(loc: tuple[Any, ...]) -> str:
+    """' (did you mean ...?)' for a misspelt section or key, else ''."""
+    if len(loc) == 1 or str(loc[0]) not in AgentSettings.model_fields:
+        known = list(AgentSettings.model_fields)
+        loc = loc[:1]
+    elif len(loc) == 2 and str(loc[0]) in AgentSettings.model_fields:
+        section = AgentSettings.model_fields[str(loc[0])].annotation
+        known = list(getattr(section, "model_fields", {}))
+    else:
+        return ""
+    match = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def problems_of(error: ValidationError, file_origin: str, environ: dict[str, str]) -> list[Problem]:
+    problems = []
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        key = ".".join(str(p) for p in loc)
+        origin = origin_of(loc, file_origin, environ)
+        if item["type"] == "extra_forbidden":
+            problems.append(Problem(key, origin, f"unknown key{nearest_key(loc)}"))
+            continue
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if "input" in item and not isinstance(item["input"], dict):
+            message += f" (got {item['input']!r})"
+        problems.append(Problem(key, origin, message))
+    return problems
+
+
+def unknown_environment(environ: dict[str, str]) -> list[Problem]:
+    """EDGE_AGENT_* variables that name no setting: pydantic-settings would ignore them silently."""
+    problems = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX):
+            continue
+        section, _, key = upper[len(ENV_PREFIX) :].lower().partition("__")
+        loc: tuple[str, ...] = (section, key) if key else (section,)
+        fields = AgentSettings.model_fields
+        known = section in fields and (not key or key in getattr(fields[section].annotation, "model_fields", {}))
+        if not known:
+            dotted = ".".join(loc)
+            problems.append(Problem(dotted, f"environment variable {name}", f"no such setting{nearest_key(loc)}"))
+    return problems
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -203,22 +285,70 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML ({e})") from e
 
 
-def load_settings(path: Path | None, environ: dict[str, str] | None = None) -> AgentSettings:
-    """Read the TOML file (if any), apply EDGE_AGENT_* overrides, validate; ConfigError names the key."""
+def check_settings(
+    path: Path | None, environ: dict[str, str] | None = None
+) -> tuple[AgentSettings | None, list[Problem], AgentSettings | None]:
+    """Read the TOML file (if any), apply EDGE_AGENT_* overrides, validate: every problem, not the first.
+
+    Returns (settings, problems, best effort): settings only when there is no problem; the best effort is
+    the same input with the bad keys left out (defaults in their place), so the checks that follow can run
+    on everything else in the same pass.
+    """
+    env = dict(os.environ if environ is None else environ)
     data = read_toml(path) if path is not None else {}
     origin = str(path) if path is not None else "settings"
-    if environ is not None:
-        saved = dict(os.environ)
-        os.environ.clear()
-        os.environ.update(environ)
+    problems = unknown_environment(env)
+    bad_env = {p.origin.removeprefix("environment variable ") for p in problems}
+    settings, errors = _validate(data, {k: v for k, v in env.items() if k not in bad_env})
+    if errors is not None:
+        problems += problems_of(errors, origin, env)
+    best = settings
+    if errors is not None:
+        for item in errors.errors():
+            loc = tuple(str(p) for p in item["loc"])
+            _drop(data, loc)
+            if len(loc) >= 2:
+                env = {k: v for k, v in env.items() if k.upper() != env_name(loc[0], loc[1])}
+        best, _ = _validate(data, {k: v for k, v in env.items() if k not in bad_env})
+    return (settings if not problems else None), problems, best
+
+
+def _validate(data: dict[str, Any], env: dict[str, str]) -> tuple[AgentSettings | None, ValidationError | None]:
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
     try:
-        return AgentSettings(**data)
+        return AgentSettings(**data), None
     except ValidationError as e:
-        raise ConfigError(describe_error(e, origin)) from e
+        return None, e
     finally:
-        if environ is not None:
-            os.environ.clear()
-            os.environ.update(saved)
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _drop(data: dict[str, Any], loc: tuple[str, ...]) -> None:
+    node: Any = data
+    for part in loc[:-1]:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        node.pop(loc[-1], None)
+    if len(loc) > 2 and isinstance(data.get(loc[0]), dict):
+        data[loc[0]].pop(loc[1], None)  # a nested value (a list item): leave the whole key out
+
+
+def load_settings(path: Path | None, environ: dict[str, str] | None = None) -> AgentSettings:
+    """Valid settings, or a ConfigError listing every problem (one per line) with where each came from."""
+    settings, problems, _ = check_settings(path, environ)
+    if problems:
+        raise ConfigError(describe(problems))
+    assert settings is not None
+    return settings
+
+
+def describe(problems: list[Problem]) -> str:
+    if len(problems) == 1:
+        return str(problems[0])
+    return f"{len(problems)} problems:\n" + "\n".join(f"  {p}" for p in problems)
 
 
 def read_password(settings: MqttSettings, environ: dict[str, str] | None = None) -> str | None:

@@ -16,8 +16,9 @@ log = logging.getLogger(__name__)
 
 
 class FrameArchive:
-    def __init__(self, settings: ArchiveSettings) -> None:
+    def __init__(self, settings: ArchiveSettings, url_base: str | None = None) -> None:
         self.settings = settings
+        self.url_base = url_base.rstrip("/") if url_base else None
         self.enabled = settings.save != "none"
         self._limit = int(settings.max_mb * 1024 * 1024)
         self._files: deque[tuple[Path, int]] = deque()
@@ -31,6 +32,12 @@ class FrameArchive:
 
     def wants(self, verdict: str) -> bool:
         return self.settings.save == "all" or (self.settings.save == "fail" and verdict == "fail")
+
+    def url_for(self, path: Path) -> str | None:
+        """Where MES fetches an archived frame (served read-only by the health server), or None."""
+        if self.url_base is None:
+            return None
+        return f"{self.url_base}/{path.relative_to(self.settings.path).as_posix()}"
 
     def path_for(self, result_id: str, day: str, verdict: str) -> Path:
         return self.settings.path / day / f"{result_id}_{verdict}.jpg"

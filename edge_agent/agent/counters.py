@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import numpy as np
+
+# Upper bounds (seconds) of the inference-time histogram: 0.5 ms (TensorRT, small student) to 2.5 s (a
+# ResNet-50 on a busy CPU).
+INFERENCE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 @dataclass
@@ -23,7 +28,19 @@ class Counters:
     started: float = field(default_factory=time.monotonic)
     inference_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
     result_times: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
+    # Prometheus: results by (verdict, label); per-frame inference time as a histogram (counts per bucket).
+    by_verdict_label: Counter[tuple[str, str]] = field(default_factory=Counter)
+    inference_buckets: list[int] = field(default_factory=lambda: [0] * (len(INFERENCE_BUCKETS) + 1))
+    inference_sum_s: float = 0.0
+    inference_count: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def observe_inference(self, seconds: float, frames: int) -> None:
+        """Per-frame inference time, `frames` frames of one batch (call with the lock held)."""
+        self.inference_ms.extend([seconds * 1000.0] * frames)
+        self.inference_buckets[bisect.bisect_left(INFERENCE_BUCKETS, seconds)] += frames
+        self.inference_sum_s += seconds * frames
+        self.inference_count += frames
 
     def fps(self, window_s: float = 10.0) -> float:
         now = time.monotonic()

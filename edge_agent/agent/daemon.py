@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -21,14 +22,14 @@ from edge_agent.agent.archive import FrameArchive
 from edge_agent.agent.capture_loop import CaptureLoop, Trigger
 from edge_agent.agent.commands import CommandError, CommandRouter, Finish, only_keys, optional_str
 from edge_agent.agent.counters import Counters
-from edge_agent.agent.health import HealthServer
+from edge_agent.agent.health import HealthServer, MetricsSnapshot
 from edge_agent.agent.inference_loop import InferenceLoop, InspectorSlot
 from edge_agent.agent.model_loader import open_inspector
 from edge_agent.agent.reloader import Reloader
 from edge_agent.agent.results import build_error
 from edge_agent.agent.sdnotify import notify, watchdog_interval_s
 from edge_agent.agent.spool_writer import SpoolWriter
-from edge_agent.agent.status import agent_stats, health_report
+from edge_agent.agent.status import agent_stats, health_report, status_line
 from edge_agent.capture.sources import Frame, capture_target
 from edge_agent.errors import ConfigError
 from edge_agent.publish.mqtt_link import MqttLink, ReplyTo
@@ -52,6 +53,18 @@ def check_source(source: str) -> None:
             raise ConfigError(f"camera.source {source}: folder not found")
     else:
         capture_target(source)  # classifies without opening; a missing file is a ConfigError
+
+
+def archive_url_base(settings: AgentSettings) -> str | None:
+    """Where archived frames are served: the setting, else the health server's address (None when it is off)."""
+    if settings.archive.url_base:
+        return settings.archive.url_base
+    if not settings.health.port:
+        return None
+    host = settings.health.bind
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 (only read: which name to put in URLs)
+        host = socket.gethostname()
+    return f"http://{host}:{settings.health.port}/archive"
 
 
 class CommandLoop(Worker):
@@ -98,7 +111,7 @@ class Agent:
         self.notes = loaded.notes
         self.slot = InspectorSlot(loaded.inspector)
         self.spool = ResultSpool(s.spool.path, s.spool.max_items, s.spool.sync)
-        self.archive = FrameArchive(s.archive)
+        self.archive = FrameArchive(s.archive, archive_url_base(s))
         router = CommandRouter(self._reply, utc_now)
         router.register("trigger", self._cmd_trigger)
         router.register_deferred("reload", self._cmd_reload)
@@ -117,7 +130,13 @@ class Agent:
         self.link.start()
         if s.health.port:
             try:
-                self.health = HealthServer(s.health.bind, s.health.port, self.healthz, self.stats)
+                self.health = HealthServer(
+                    s.health.bind,
+                    s.health.port,
+                    self.healthz,
+                    self.metrics,
+                    s.archive.path if self.archive.enabled else None,
+                )
             except OSError as e:
                 self.link.stop("offline")
                 raise ConfigError(f"health.port {s.health.port} on {s.health.bind}: {e.strerror}") from e
@@ -226,6 +245,15 @@ class Agent:
     def stats(self) -> dict[str, Any]:
         return agent_stats(self.settings.station.id, self.counters, self.spool, self.link)
 
+    def metrics(self) -> MetricsSnapshot:
+        bundle = self.slot.current.bundle
+        with self.counters.lock:
+            by_label = dict(self.counters.by_verdict_label)
+            buckets = list(self.counters.inference_buckets)
+            total = self.counters.inference_sum_s
+        build = {"version": __version__, "model": bundle.manifest.name, "sha256": bundle.model_sha256}
+        return MetricsSnapshot(self.stats(), by_label, buckets, total, build)
+
     def progressing(self) -> bool:
         """The pipeline threads are alive and looping (not wedged in a backend or a driver call)."""
         now = time.monotonic()
@@ -258,7 +286,9 @@ class Agent:
                 notify("WATCHDOG=1")
                 next_ping = now + watchdog
             if now >= next_stats:
-                self.link.publish_json("stats", self.stats())
+                stats = self.stats()
+                self.link.publish_json("stats", stats)
+                notify(f"STATUS={status_line(stats, self.healthz()[1])}")
                 next_stats = now + self.settings.mqtt.stats_interval_s
         code = self.shutdown()
         dead = self.dead_worker()

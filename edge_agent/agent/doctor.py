@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from edge_agent.errors import EdgeAgentError
+from edge_agent.errors import EdgeAgentError, install_hint
 
 Check = tuple[str, str, str]  # (ok|warn|fail, what, fix)
 
@@ -30,7 +30,7 @@ def check_backends() -> list[Check]:
 
         rows.append(("ok", f"onnxruntime {ort.__version__} ({', '.join(ort.get_available_providers())})", ""))
     else:
-        rows.append(("fail", "onnxruntime is not installed", "pip install edge-agent (it is a core dependency)"))
+        rows.append(("fail", "onnxruntime is not installed", f"{install_hint('')} (it is a core dependency)"))
     from edge_agent.runtime.backends.device import device_identity
 
     identity = device_identity()
@@ -45,7 +45,7 @@ def check_backends() -> list[Check]:
             (
                 "warn",
                 "TensorRT backend unavailable (tensorrt/pycuda not importable); CPU inference only",
-                "on a Jetson: a venv with --system-site-packages sees JetPack's TensorRT; pip install pycuda",
+                install_hint("tensorrt"),
             )
         )
     return rows

@@ -144,18 +144,18 @@ class InferenceLoop(Worker):
                 inspected.append(frame.key)
         if results:
             with self.counters.lock:
-                self.counters.inference_ms.extend([timing.inference_ms / len(good)] * len(results))
+                self.counters.observe_inference(timing.inference_ms / 1000.0 / len(good), len(results))
             self.writer.submit(results, inspected)
 
     def _result(
         self, frame: Frame, verdict: Verdict, threshold: float, model: ModelRef, timing: Timing, n: int
     ) -> ResultPayload:
         result_id = uuid.uuid4().hex
-        image_path = None
+        image_path = image_url = None
         if self.archive.enabled and self.archive.wants(verdict.verdict) and frame.image is not None:
             path = self.archive.path_for(result_id, iso_utc(frame.ts)[:10], verdict.verdict)
             if self.archive.save(path, frame.image):
-                image_path = str(path)
+                image_path, image_url = str(path), self.archive.url_for(path)
         return build_result(
             frame,
             verdict,
@@ -165,6 +165,7 @@ class InferenceLoop(Worker):
             timing=timing,
             batch_size=n,
             image=image_path,
+            image_url=image_url,
             result_id=result_id,
         )
 

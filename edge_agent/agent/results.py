@@ -25,6 +25,7 @@ def build_result(
     timing: Timing,
     batch_size: int,
     image: str | None,
+    image_url: str | None = None,
     result_id: str | None = None,
 ) -> ResultPayload:
     """The result MES receives; `seq` is 0 until the spool assigns it."""
@@ -48,6 +49,7 @@ def build_result(
             total=round((time.perf_counter() - frame.captured) * 1000.0, 3),
         ),
         image=image,
+        image_url=image_url,
     )
 
 

@@ -86,4 +86,5 @@ class SpoolWriter(Worker):
             c.results += len(results)
             c.failed += sum(1 for r in results if r.verdict == "fail")
             c.passed += sum(1 for r in results if r.verdict == "pass")
+            c.by_verdict_label.update((r.verdict, r.label) for r in results)
             c.result_times.extend([stamp] * len(results))

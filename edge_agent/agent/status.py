@@ -83,3 +83,14 @@ def health_report(
         "mqtt_refusal": link.last_refusal,
         "mqtt_error": link.last_error,
     }
+
+
+def status_line(stats: dict[str, Any], health: dict[str, Any]) -> str:
+    """What `systemctl status edge-agent` shows: the counts that matter and anything degraded."""
+    line = (
+        f"{stats['results']} results ({stats['fail']} fail), {stats['errors']} errors, "
+        f"{stats['fps']:.1f}/s; spool {stats['spooled']}; MQTT {'up' if stats['mqtt_connected'] else 'DOWN'}"
+    )
+    if health.get("degraded"):
+        line += "; degraded: " + "; ".join(health["degraded"])
+    return line.replace("\n", " ")

@@ -19,7 +19,8 @@ def register(commands: Any) -> None:
     validate = commands.add_parser(
         "validate-config",
         help="check a settings file",
-        description="Exit 0 on a valid file; else name the bad key and exit 2.",
+        description="Every check `run` makes before opening anything (keys and values, files, the bundle, the "
+        "camera source, folders), all problems at once with where each value came from; exit 0 or 2.",
     )
     validate.add_argument("file", type=Path, help="settings file (TOML)")
     validate.set_defaults(func=cmd_validate)
@@ -33,20 +34,41 @@ def register(commands: Any) -> None:
     doctor.set_defaults(func=cmd_doctor)
 
 
+def checked_settings(path: Path) -> tuple[Any, list[Any]]:
+    """Settings and every problem with them: validation, then the checks `run` makes before opening anything."""
+    from edge_agent.agent.preflight import preflight
+    from edge_agent.settings import check_settings
+
+    settings, problems, best_effort = check_settings(path)
+    if best_effort is not None:
+        # Keys already reported are left out of the best effort (defaults stand in): check the rest only.
+        reported = {p.key for p in problems}
+        problems += [p for p in preflight(best_effort, str(path)) if p.key not in reported]
+    return settings, problems
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from edge_agent.agent.daemon import run_daemon
-    from edge_agent.settings import load_settings
+    from edge_agent.errors import ConfigError
+    from edge_agent.settings import describe
 
-    return run_daemon(load_settings(args.config))
+    settings, problems = checked_settings(args.config)
+    if problems:
+        raise ConfigError(describe(problems))
+    return run_daemon(settings)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from edge_agent.settings import load_settings
+    from edge_agent.errors import ConfigError
+    from edge_agent.settings import describe
 
-    settings = load_settings(args.file)
+    settings, problems = checked_settings(args.file)
+    if problems:
+        raise ConfigError(describe(problems))
     print(
         f"{args.file}: valid (station {settings.station.id}, camera {settings.camera.source}, "
-        f"model {settings.model.path}, broker {settings.mqtt.host}:{settings.mqtt.port})"
+        f"model {settings.model.path}, broker {settings.mqtt.host}:{settings.mqtt.port}); "
+        "files, bundle, camera source and folders checked"
     )
     return 0
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edge_agent.cli.arguments import BACKENDS, expand_images, positive_float, positive_int, unit_interval
 from edge_agent.errors import BadInputError
 
 
@@ -18,9 +19,9 @@ def register(commands: Any) -> None:
         description="Inspect image files with a bundle and print one verdict each.",
     )
     predict.add_argument("model_dir", type=Path, help="bundle folder")
-    predict.add_argument("images", nargs="+", type=Path, help="image files")
-    predict.add_argument("--backend", default="auto", help="auto | onnxruntime | tensorrt")
-    predict.add_argument("--threshold", type=float, help="override the bundle's threshold")
+    predict.add_argument("images", nargs="+", help="image files, folders (their images, sorted) or globs ('*.png')")
+    predict.add_argument("--backend", default="auto", choices=BACKENDS, help="inference backend (auto)")
+    predict.add_argument("--threshold", type=unit_interval, help="override the bundle's threshold (0..1)")
     predict.add_argument("--json", action="store_true", help="one JSON object per line per image")
     predict.set_defaults(func=cmd_predict)
 
@@ -30,9 +31,9 @@ def register(commands: Any) -> None:
         description="Warm up, then time the backend on random input of the bundle's size.",
     )
     bench.add_argument("model_dir", type=Path, help="bundle folder")
-    bench.add_argument("--backend", default="auto", help="auto | onnxruntime | tensorrt")
-    bench.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes (1 8)")
-    bench.add_argument("--seconds", type=float, default=3.0, help="time per batch size (3)")
+    bench.add_argument("--backend", default="auto", choices=BACKENDS, help="inference backend (auto)")
+    bench.add_argument("--batch", type=positive_int, nargs="+", default=[1, 8], help="batch sizes (1 8)")
+    bench.add_argument("--seconds", type=positive_float, default=3.0, help="time per batch size, > 0 (3)")
     bench.add_argument("--json", action="store_true", help="one JSON object on stdout")
     bench.set_defaults(func=cmd_bench)
 
@@ -42,9 +43,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from edge_agent.runtime.postprocess import Unjudged
     from edge_agent.runtime.preprocess import read_image
 
+    paths = expand_images(args.images)  # before the model loads: a typo fails fast
     inspector = Inspector.open(str(args.model_dir), args.backend, args.threshold)
     failed = 0
-    for path in args.images:
+    for path in paths:
         try:
             image = read_image(str(path))
         except BadInputError as e:
@@ -95,8 +97,6 @@ def _report_unjudged(path: Path, message: str, as_json: bool) -> None:
 def cmd_bench(args: argparse.Namespace) -> int:
     from edge_agent.runtime.bench import bench_bundle
 
-    if any(n < 1 for n in args.batch):
-        raise BadInputError("--batch sizes must be >= 1")
     result = bench_bundle(str(args.model_dir), args.backend, tuple(args.batch), args.seconds)
     if args.json:
         print(json.dumps(result))

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
+
+from edge_agent.cli.arguments import BACKENDS, DEVICES, positive_int
 
 
 def register(commands: Any) -> None:
     trainer = commands.add_parser(
         "trainer",
         help="workstation side: data, training, distillation, export",
-        description="Workstation commands (need: pip install 'edge-agent[trainer]').",
+        description="Workstation commands (they need the trainer extra: pip install '.[trainer]' in a checkout).",
     )
     sub = trainer.add_subparsers(dest="trainer_command", metavar="STEP", required=True)
 
@@ -120,7 +123,7 @@ def register(commands: Any) -> None:
     )
     evaluate.add_argument("model_dir", type=Path, help="bundle folder")
     evaluate.add_argument("data", type=Path, help="data set")
-    evaluate.add_argument("--backend", default="auto", help="auto | onnxruntime | tensorrt")
+    evaluate.add_argument("--backend", default="auto", choices=BACKENDS, help="inference backend (auto)")
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"), help="split (test)")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of held-out splits; use the training seed")
     evaluate.add_argument("--good-class", default="good", help="the passing class (good)")
@@ -136,7 +139,7 @@ def register(commands: Any) -> None:
     engine.add_argument("--fp16", action="store_true", help="FP16 engine (default when neither flag is given)")
     engine.add_argument("--int8", action="store_true", help="INT8 engine (needs --calib unless the bundle has a cache)")
     engine.add_argument("--calib", type=Path, help="data set for INT8 calibration")
-    engine.add_argument("--max-batch", type=int, default=16, help="largest batch of the profile (16)")
+    engine.add_argument("--max-batch", type=positive_int, default=16, help="largest batch of the profile (16)")
     engine.set_defaults(func=cmd_build_engine)
 
 
@@ -150,7 +153,7 @@ def add_training_flags(
     parser.add_argument("--batch-size", type=int, default=32, help="batch size (32)")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of AdamW (0.002)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    parser.add_argument("--device", default="auto", help="cpu | cuda | auto")
+    parser.add_argument("--device", default="auto", choices=DEVICES, help="where to train (auto: cuda if present)")
     parser.add_argument("--good-class", default="good", help="the passing class (good)")
     parser.add_argument("--work-dir", type=Path, help="checkpoints folder (default: OUT.run beside OUT)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (epoch lines stay)")
@@ -200,7 +203,8 @@ def distill_options(args: argparse.Namespace, **overrides: Any) -> Any:
         )
         if hasattr(args, k)
     }
-    fields["progress"] = not args.no_progress
+    # Bars only on a terminal: in a log file or CI they are carriage-return frames (an epoch line stays).
+    fields["progress"] = not args.no_progress and sys.stderr.isatty()
     fields.update(overrides)
     return DistillOptions(**fields)
 

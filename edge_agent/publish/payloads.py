@@ -81,7 +81,10 @@ class ResultPayload(Payload):
     source: SourceRef
     part_id: str | None = Field(None, description="echoed from cmd/trigger, when given")
     latency_ms: Latency
-    image: str | None = Field(description="archived frame path, or null")
+    image: str | None = Field(description="archived frame path on the box, or null")
+    image_url: str | None = Field(
+        None, description="where MES fetches the archived frame (read-only HTTP on the box), or null"
+    )
 
 
 class StatusPayload(Payload):

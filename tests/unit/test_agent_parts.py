@@ -47,26 +47,25 @@ def test_watchdog_interval(monkeypatch):
     assert watchdog_interval_s() is None
 
 
-def test_health_and_metrics_on_localhost():
-    stats = {
-        "frames": 3,
-        "results": 2,
-        "pass": 1,
-        "fail": 1,
-        "errors": 1,
-        "dropped": 0,
-        "spool_dropped": 0,
-        "spool_errors": 0,
-        "unspooled": 0,
-        "unspooled_dropped": 0,
-        "refused": 3,
-        "unjudged": 0,
-        "spooled": 4,
-        "fps": 2.5,
-        "mqtt_connected": False,
-        "inference_ms_p50": 1.5,
-    }
-    server = HealthServer("127.0.0.1", 0, lambda: (False, {"ok": False}), lambda: stats)
+def test_health_metrics_and_archive_on_localhost(tmp_path):
+    from edge_agent.agent.counters import INFERENCE_BUCKETS
+    from edge_agent.agent.health import MetricsSnapshot
+
+    stats = {"frames": 3, "errors": 1, "dropped": 0, "refused": 3, "unjudged": 0, "spooled": 4, "fps": 2.5}
+    buckets = [0] * (len(INFERENCE_BUCKETS) + 1)
+    buckets[2] = 2  # two frames between 1 and 2 ms
+    snapshot = MetricsSnapshot(
+        stats,
+        {("pass", "good"): 1, ("fail", "scratch"): 1},
+        buckets,
+        0.003,
+        {"version": "0.1.0", "model": "press7", "sha256": "ab" * 32},
+    )
+    archive = tmp_path / "archive"
+    (archive / "2026-12-01").mkdir(parents=True)
+    (archive / "2026-12-01" / "r1_fail.jpg").write_bytes(b"\xff\xd8jpeg")
+    (tmp_path / "secret.jpg").write_bytes(b"secret")
+    server = HealthServer("127.0.0.1", 0, lambda: (False, {"ok": False}), lambda: snapshot, archive)
     server.start()
     try:
         base = f"http://127.0.0.1:{server.port}"
@@ -75,9 +74,26 @@ def test_health_and_metrics_on_localhost():
         assert failure.value.code == 503
         assert json.loads(failure.value.read()) == {"ok": False}
         metrics = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
-        assert "edge_agent_results_total 2.0" in metrics
+        assert 'edge_agent_results_total{label="scratch",verdict="fail"} 1.0' in metrics
+        assert 'edge_agent_results_total{label="good",verdict="pass"} 1.0' in metrics
+        assert 'edge_agent_inference_seconds_bucket{le="0.002"} 2.0' in metrics
+        assert "edge_agent_inference_seconds_count 2.0" in metrics
+        assert 'edge_agent_build_info{model="press7",sha256="' in metrics
         assert "edge_agent_spooled 4.0" in metrics
         assert "edge_agent_refused_total 3.0" in metrics
+        assert "process_resident_memory_bytes" in metrics
+        assert "_ms" not in metrics, "base units: seconds"
+        frame = urllib.request.urlopen(f"{base}/archive/2026-12-01/r1_fail.jpg", timeout=5)
+        assert frame.headers["Content-Type"] == "image/jpeg"
+        assert frame.read() == b"\xff\xd8jpeg"
+        for escape in ("../secret.jpg", "%2e%2e/secret.jpg", "2026-12-01/../../secret.jpg"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(f"{base}/archive/{escape}", timeout=5)
+            assert refused.value.code == 404
+        request = urllib.request.Request(f"{base}/archive/2026-12-01/r1_fail.jpg", method="DELETE")
+        with pytest.raises(urllib.error.HTTPError) as read_only:
+            urllib.request.urlopen(request, timeout=5)
+        assert read_only.value.code == 405
         assert server.server.server_address[0] == "127.0.0.1"
     finally:
         server.stop()

@@ -134,3 +134,57 @@ def test_predict_never_gives_a_verdict_for_a_nan_output(tiny_bundle, tmp_path, c
     assert lines[1]["verdict"] in ("pass", "fail")
     assert "not judged" in err
     assert json.dumps(lines)  # strict all the way
+
+
+def test_log_formats_for_journald_and_shippers(tmp_path):
+    import logging
+    import os
+
+    from edge_agent.cli.logs import configure_logging
+
+    stream = (tmp_path / "log").open("w+")
+    stat = os.fstat(stream.fileno())
+    os.environ["JOURNAL_STREAM"] = f"{stat.st_dev}:{stat.st_ino}"
+    try:
+        assert configure_logging(logging.INFO, "auto", stream) == "journald"
+    finally:
+        del os.environ["JOURNAL_STREAM"]
+    logging.getLogger("edge_agent.test").error("broker refused\nsecond line")
+    logging.getLogger("edge_agent.test").info("connected")
+    assert configure_logging(logging.INFO, "json", stream) == "json"
+    logging.getLogger("edge_agent.test").warning("spool %d", 3)
+    stream.seek(0)
+    lines = stream.read().splitlines()
+    assert lines[:3] == ["<3>edge_agent.test: broker refused", "<3>second line", "<6>edge_agent.test: connected"]
+    entry = json.loads(lines[3])
+    assert entry["level"] == "warning"
+    assert entry["message"] == "spool 3"
+    assert entry["ts"].endswith("Z")
+    assert configure_logging(logging.INFO, "auto", stream) == "text", "not the journal's stream: plain text"
+
+
+def test_bad_flags_are_one_line_and_exit_2(capsys):
+    import pytest
+
+    for argv in (
+        ["bench", "models/demo", "--seconds", "-1"],
+        ["trainer", "distill", "d", "--out", "o", "--device", "tpu"],
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err
+        assert "--help" in err
+
+
+def test_predict_takes_folders_and_globs(tiny_bundle, tiny_data, capsys):
+    folder = tiny_data / "test" / "good"
+    pattern = str(tiny_data / "test" / "pit" / "*.png")
+    assert main(["predict", str(tiny_bundle), str(folder), pattern, "--json"]) == 0
+    paths = [json.loads(line)["path"] for line in capsys.readouterr().out.splitlines()]
+    expected = sorted(str(p) for p in folder.glob("*.png")) + sorted(
+        str(p) for p in (tiny_data / "test" / "pit").glob("*.png")
+    )
+    assert paths == expected
+    assert main(["predict", str(tiny_bundle), str(tiny_data / "nothing-*.png")]) == 2

@@ -44,4 +44,5 @@ def test_trainer_without_torch_names_the_extra():
         "from edge_agent.cli import main\nraise SystemExit(main(['trainer', 'distill', 'x', '--out', 'y']))"
     )
     assert result.returncode == 2
-    assert "edge-agent[trainer]" in result.stderr
+    assert "edge-inspection-agent[trainer]" in result.stderr
+    assert "edge-agent[" not in result.stderr, "that distribution on the public index is someone else's"

@@ -44,7 +44,7 @@ def create_backend(
     elif name == "tensorrt":
         raise ModelBundleError(
             f"model bundle {bundle.path}: no TensorRT engine for this device "
-            "(build one: edge-agent trainer build-engine MODEL_DIR --fp16; needs 'edge-agent[tensorrt]')"
+            "(build one on this box: edge-agent trainer build-engine MODEL_DIR --fp16)"
         )
     else:
         from edge_agent.runtime.backends.onnxruntime import OnnxRuntimeBackend
