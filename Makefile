@@ -26,7 +26,7 @@ test-unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check edge_agent tests benchmarks scripts
+	$(VENV)/bin/ruff check edge_agent tests benchmarks scripts examples
 	$(VENV)/bin/mypy
 
 ## docs: regenerate the configuration reference and the MQTT JSON Schemas from the code

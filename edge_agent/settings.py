@@ -111,6 +111,12 @@ class MqttSettings(Section):
         description="MQTT 5 session expiry: the broker keeps our subscriptions and queued commands this long "
         "across a disconnect (0 = a clean session each connect)",
     )
+    reply_expiry_s: int = Field(
+        60,
+        ge=1,
+        le=0xFFFFFFFF,
+        description="MQTT 5 message expiry of command replies: a reply nobody collected in this long is dropped",
+    )
     refused_retry_max_s: float = Field(
         60.0, gt=0, description="longest wait before a result the broker refused (PUBACK failure) is sent again"
     )

@@ -6,7 +6,9 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,24 @@ def only_keys(args: dict[str, Any], allowed: set[str]) -> None:
     extra = set(args) - allowed
     if extra:
         raise CommandError(f"unknown field(s) {sorted(extra)}; allowed: {sorted(allowed)}")
+
+
+RequestT = TypeVar("RequestT", bound=BaseModel)
+
+
+def request(model: type[RequestT], args: dict[str, Any]) -> RequestT:
+    """The command's arguments as its request model (the schemas in docs/schema/mqtt-cmd-*.schema.json)."""
+    try:
+        return model.model_validate(args)
+    except ValidationError as e:
+        reasons = []
+        for error in e.errors():
+            key = ".".join(str(p) for p in error["loc"]) or "payload"
+            if error["type"] == "extra_forbidden":
+                reasons.append(f"unknown field '{key}'; allowed: {sorted(model.model_fields)}")
+            else:
+                reasons.append(f"'{key}': {error['msg']}")
+        raise CommandError("; ".join(reasons)) from None
 
 
 Handler = Callable[[dict[str, Any]], dict[str, Any] | None]

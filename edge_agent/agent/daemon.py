@@ -20,7 +20,7 @@ from typing import Any
 from edge_agent import __version__
 from edge_agent.agent.archive import FrameArchive
 from edge_agent.agent.capture_loop import CaptureLoop, Trigger
-from edge_agent.agent.commands import CommandError, CommandRouter, Finish, only_keys, optional_str
+from edge_agent.agent.commands import CommandError, CommandRouter, Finish, request
 from edge_agent.agent.counters import Counters
 from edge_agent.agent.health import HealthServer, MetricsSnapshot
 from edge_agent.agent.inference_loop import InferenceLoop, InspectorSlot
@@ -33,7 +33,7 @@ from edge_agent.agent.status import agent_stats, health_report, status_line
 from edge_agent.capture.sources import Frame, capture_target
 from edge_agent.errors import ConfigError
 from edge_agent.publish.mqtt_link import MqttLink, ReplyTo
-from edge_agent.publish.payloads import utc_now
+from edge_agent.publish.payloads import ReloadRequest, StatusRequest, TriggerRequest, utc_now
 from edge_agent.publish.spool import ResultSpool
 from edge_agent.runtime.inspector import Inspector
 from edge_agent.settings import AgentSettings, read_password
@@ -115,7 +115,7 @@ class Agent:
         router = CommandRouter(self._reply, utc_now)
         router.register("trigger", self._cmd_trigger)
         router.register_deferred("reload", self._cmd_reload)
-        router.register("status", lambda args: self.stats())
+        router.register("status", self._cmd_status)
         self.commands = CommandLoop(router, self.stop_event)
         self.link = MqttLink(
             s.mqtt,
@@ -198,8 +198,7 @@ class Agent:
 
     # ---- commands --------------------------------------------------------------------------------------
     def _cmd_trigger(self, args: dict[str, Any]) -> dict[str, Any]:
-        only_keys(args, {"part_id"})
-        part_id = optional_str(args, "part_id")
+        part_id = request(TriggerRequest, args).part_id
         if self.settings.camera.trigger != "mqtt":
             raise CommandError("camera.trigger is 'continuous'; triggers are ignored")
         if self.stop_event.is_set() or not self.capture.is_alive():
@@ -210,9 +209,12 @@ class Agent:
             raise CommandError("too many triggers waiting") from e
         return {"part_id": part_id}
 
+    def _cmd_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        request(StatusRequest, args)
+        return self.stats()
+
     def _cmd_reload(self, args: dict[str, Any], finish: Finish) -> None:
-        only_keys(args, {"path"})
-        requested = optional_str(args, "path", max_len=4096)
+        requested = request(ReloadRequest, args).path
         self.reloader.request(Path(requested) if requested else None, finish)
 
     def request_reload(self) -> None:

@@ -1,26 +1,16 @@
-"""`edge-agent doctor`: what this box can run, one line per check with the fix."""
+"""`edge-agent doctor`: what this box can run, one line per check with the fix. It changes nothing on disk."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import socket
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from edge_agent.errors import EdgeAgentError, install_hint
 
 Check = tuple[str, str, str]  # (ok|warn|fail, what, fix)
-
-
-def _writable(folder: Path) -> bool:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder):
-            return True
-    except OSError:
-        return False
 
 
 def check_backends() -> list[Check]:
@@ -110,40 +100,85 @@ def check_camera(settings: object) -> list[Check]:
 
 
 def check_broker(settings: object) -> list[Check]:
+    """A real MQTT CONNECT with the agent's own TLS settings and credentials, then a clean DISCONNECT."""
     from edge_agent.settings import AgentSettings
 
     assert isinstance(settings, AgentSettings)
     host, port = settings.mqtt.host, settings.mqtt.port
+    outcome = mqtt_connect(settings)
+    if outcome is None:
+        return [("ok", f"broker {host}:{port} accepted an MQTT {settings.mqtt.protocol} CONNECT", "")]
+    return [
+        (
+            "fail",
+            f"broker {host}:{port}: {outcome}",
+            "check mqtt.host/port/tls/ca_file, the user name and password file, the broker's ACL "
+            "(results are spooled meanwhile)",
+        )
+    ]
+
+
+def mqtt_connect(settings: object, timeout: float = 5.0) -> str | None:
+    """None when the broker answers CONNACK success; else why not (TLS, refusal reason, timeout)."""
+    import ssl
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from edge_agent.settings import AgentSettings, read_password
+
+    assert isinstance(settings, AgentSettings)
+    s = settings.mqtt
+    protocol = mqtt.MQTTv5 if s.protocol == "5" else mqtt.MQTTv311
+    # A client id of its own: never take over (and end) the running agent's session.
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"edge-agent-doctor-{os.getpid()}", protocol=protocol)
+    answered = threading.Event()
+    result: list[str | None] = []
+
+    def on_connect(_c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        result.append(f"refused the connection ({reason})" if reason.is_failure else None)
+        answered.set()
+
+    client.on_connect = on_connect
     try:
-        with socket.create_connection((host, port), timeout=3):
-            pass
-    except OSError as e:
-        return [
-            (
-                "fail",
-                f"broker {host}:{port} unreachable ({e.strerror or e})",
-                "check mqtt.host/port, the firewall, and that the broker runs (results are spooled meanwhile)",
+        if s.tls:
+            client.tls_set(
+                ca_certs=str(s.ca_file) if s.ca_file else None,
+                certfile=str(s.cert_file) if s.cert_file else None,
+                keyfile=str(s.key_file) if s.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
             )
-        ]
-    return [("ok", f"broker {host}:{port} reachable", "")]
+        if s.username:
+            client.username_pw_set(s.username, read_password(s))
+        client.connect(s.host, s.port, keepalive=10)
+    except ssl.SSLCertVerificationError as e:
+        return f"TLS certificate not trusted ({e.verify_message})"
+    except (OSError, ssl.SSLError, EdgeAgentError) as e:
+        return str(e)
+    client.loop_start()
+    try:
+        if not answered.wait(timeout):
+            return f"no CONNACK within {timeout:.0f} s"
+        return result[0]
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 def check_storage(settings: object) -> list[Check]:
+    """Whether the spool and archive folders can be written, without creating or writing anything."""
+    from edge_agent.agent.preflight import unwritable
     from edge_agent.settings import AgentSettings
 
     assert isinstance(settings, AgentSettings)
     rows: list[Check] = []
     for label, folder in (("spool", settings.spool.path.parent), ("archive", settings.archive.path)):
-        if _writable(folder):
-            rows.append(("ok", f"{label} folder {folder} writable", ""))
+        problem = unwritable(folder)
+        if problem is None:
+            rows.append(("ok", f"{label} folder {folder} writable (or can be created)", ""))
         else:
-            rows.append(
-                (
-                    "fail",
-                    f"{label} folder {folder} not writable",
-                    "systemd's StateDirectory= creates it; else chown it to the service user",
-                )
-            )
+            rows.append(("fail", problem, "systemd's StateDirectory= creates it; else chown it to the service user"))
     return rows
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,9 @@ def register(commands: Any) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from edge_agent.agent.results import build_result
+    from edge_agent.capture.sources import Frame
+    from edge_agent.publish.payloads import ModelRef
     from edge_agent.runtime.inspector import Inspector
     from edge_agent.runtime.postprocess import Unjudged
     from edge_agent.runtime.preprocess import read_image
@@ -46,7 +50,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     paths = expand_images(args.images)  # before the model loads: a typo fails fast
     inspector = Inspector.open(str(args.model_dir), args.backend, args.threshold)
     failed = 0
-    for path in paths:
+    manifest = inspector.bundle.manifest
+    model = ModelRef(name=manifest.name, version=manifest.version, sha256=inspector.bundle.model_sha256)
+    for index, path in enumerate(paths):
+        started, captured = time.perf_counter(), time.time()
         try:
             image = read_image(str(path))
         except BadInputError as e:
@@ -60,22 +67,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
             failed += 1
             continue
         if args.json:
-            print(
-                json.dumps(
-                    {
-                        "path": str(path),
-                        "verdict": verdict.verdict,
-                        "label": verdict.label,
-                        "confidence": verdict.confidence,
-                        "defect_score": verdict.defect_score,
-                        "threshold": inspector.threshold,
-                        "scores": verdict.scores,
-                        "latency_ms": round(timing.preprocess_ms + timing.inference_ms, 3),
-                    },
-                    allow_nan=False,
-                ),
-                flush=True,
-            )
+            # The same payload MES receives on <prefix>/result, plus the file it came from.
+            frame = Frame(image, index, captured, str(path), path.name, captured=started)
+            result = build_result(
+                frame, verdict, station="predict", threshold=inspector.threshold, model=model,
+                timing=timing, batch_size=1, image=None,
+            )  # fmt: skip
+            print(json.dumps({"path": str(path), **result.model_dump(mode="json", by_alias=True)}), flush=True)
         else:
             print(
                 f"{path}: {verdict.verdict.upper():4}  {verdict.label} ({verdict.confidence:.1%})  "

@@ -9,7 +9,16 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from edge_agent.publish.payloads import CommandReply, ErrorEvent, ResultPayload, StatsPayload, StatusPayload
+from edge_agent.publish.payloads import (
+    CommandReply,
+    ErrorEvent,
+    ReloadRequest,
+    ResultPayload,
+    StatsPayload,
+    StatusPayload,
+    StatusRequest,
+    TriggerRequest,
+)
 from edge_agent.settings import AgentSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,7 +28,11 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "stats": StatsPayload,
     "reply": CommandReply,
     "error": ErrorEvent,
+    "cmd-trigger": TriggerRequest,
+    "cmd-reload": ReloadRequest,
+    "cmd-status": StatusRequest,
 }
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 EXAMPLE_VALUES: dict[str, dict[str, Any]] = {
     "station": {"id": "line1-press7"},
@@ -99,8 +112,11 @@ def example_config() -> str:
 def schemas() -> dict[str, str]:
     out = {}
     for name, model in SCHEMAS.items():
-        schema = model.model_json_schema(by_alias=True)
-        schema["$id"] = f"https://edge-agent.dev/schema/{name}/1"
+        schema = {
+            "$schema": JSON_SCHEMA_DIALECT,
+            "$id": f"urn:edge-agent:schema:{name}:1",
+            **model.model_json_schema(by_alias=True),
+        }
         out[name] = json.dumps(schema, indent=2) + "\n"
     return out
 

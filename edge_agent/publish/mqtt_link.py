@@ -26,7 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge_agent.publish.payloads import strict_json, utc_now
+from edge_agent.publish.payloads import RESULT_SCHEMA, strict_json, utc_now
 from edge_agent.publish.sender import ResultSender
 from edge_agent.publish.spool import ResultSpool
 from edge_agent.settings import MqttSettings
@@ -84,6 +84,9 @@ class MqttLink:
         self._held: deque[_Message] = deque(maxlen=HELD_EVENTS)
         self._held_lock = threading.Lock()  # publish vs _on_connect: nothing held after the connect drains
         self.client = self._make_client(password)
+        # MQTT 5 properties: what a consumer can check before parsing (content type, UTF-8, schema id).
+        self._json_props = self._properties() if self._v5 else None
+        self._result_props = self._properties(("schema", RESULT_SCHEMA)) if self._v5 else None
         self.sender = ResultSender(
             spool,
             self._publish_result,
@@ -93,6 +96,17 @@ class MqttLink:
             refused_retry_max_s=settings.refused_retry_max_s,
             unspooled_max=unspooled_max,
         )
+
+    @staticmethod
+    def _properties(*user: tuple[str, str], expiry_s: int | None = None) -> Properties:
+        props = Properties(PacketTypes.PUBLISH)
+        props.ContentType = "application/json"
+        props.PayloadFormatIndicator = 1  # UTF-8 text
+        if user:
+            props.UserProperty = list(user)
+        if expiry_s is not None:
+            props.MessageExpiryInterval = expiry_s
+        return props
 
     def _make_client(self, password: str | None) -> mqtt.Client:
         s = self.settings
@@ -162,7 +176,7 @@ class MqttLink:
         self.last_error = None
         self._last_failure_log = None  # the next outage is logged at its first failure again
         log.info("MQTT connected to %s:%s", self.settings.host, self.settings.port)
-        client.publish(self.topic("status"), self._status("online"), qos=1, retain=True)
+        client.publish(self.topic("status"), self._status("online"), qos=1, retain=True, properties=self._json_props)
         client.subscribe(self.topic("cmd/+"), qos=1)
         with self._held_lock:
             while self._held:
@@ -214,7 +228,7 @@ class MqttLink:
         self.sender.wake.set()
 
     def _publish_result(self, payload: str) -> tuple[int, int]:
-        info = self.client.publish(self.topic("result"), payload, qos=self.settings.qos)
+        info = self.client.publish(self.topic("result"), payload, qos=self.settings.qos, properties=self._result_props)
         return int(info.rc), int(info.mid)
 
     # What the sender counts, for stats and /healthz.
@@ -248,15 +262,16 @@ class MqttLink:
         While disconnected, QoS 0 messages (periodic stats) are dropped; QoS 1 ones (error events) wait in
         memory, the newest `HELD_EVENTS`, and go out on the next connect.
         """
-        self._publish(_Message(self.topic(name), strict_json(payload), qos, retain))
+        self._publish(_Message(self.topic(name), strict_json(payload), qos, retain, self._json_props))
 
     def publish_reply(self, name: str, payload: dict[str, Any], reply_to: ReplyTo) -> None:
         """A command's reply: to the request's response topic with its correlation data (MQTT 5), else to
         `cmd/<name>/reply`."""
         props = None
-        if self._v5 and reply_to.correlation is not None:
-            props = Properties(PacketTypes.PUBLISH)
-            props.CorrelationData = reply_to.correlation
+        if self._v5:
+            props = self._properties(expiry_s=self.settings.reply_expiry_s)
+            if reply_to.correlation is not None:
+                props.CorrelationData = reply_to.correlation
         topic = reply_to.topic if self._v5 and reply_to.topic else self.topic(f"cmd/{name}/reply")
         self._publish(_Message(topic, strict_json(payload), 1, False, props))
 
@@ -288,7 +303,9 @@ class MqttLink:
 
     def stop(self, final_state: str = "stopped") -> None:
         if self.connected.is_set():
-            info = self.client.publish(self.topic("status"), self._status(final_state), qos=1, retain=True)
+            info = self.client.publish(
+                self.topic("status"), self._status(final_state), qos=1, retain=True, properties=self._json_props
+            )
             try:
                 info.wait_for_publish(timeout=2.0)
             except (RuntimeError, ValueError):

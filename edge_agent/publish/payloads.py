@@ -12,6 +12,7 @@ import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import JsonDict
 
 RESULT_SCHEMA = "edge-agent/result/1"
 
@@ -38,6 +39,10 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
+
+
+DATE_TIME: JsonDict = {"format": "date-time"}
+RESULT_CONTENT_TYPE = "application/json"
 
 
 class Payload(BaseModel):
@@ -70,7 +75,7 @@ class ResultPayload(Payload):
     id: str = Field(description="unique; the same on every re-delivery, so MES can de-duplicate")
     seq: int = Field(description="per station, increasing, survives restarts")
     station: str
-    ts: str = Field(description="capture time, ISO 8601 UTC")
+    ts: str = Field(description="capture time, ISO 8601 UTC", json_schema_extra=DATE_TIME)
     verdict: Literal["pass", "fail"]
     label: str = Field(description="top class")
     confidence: float = Field(description="probability of the top class")
@@ -92,7 +97,7 @@ class StatusPayload(Payload):
 
     state: Literal["online", "offline", "stopped"]
     station: str
-    ts: str
+    ts: str = Field(description="when it was sent, ISO 8601 UTC", json_schema_extra=DATE_TIME)
     version: str | None = None
     model: ModelRef | None = None
     backend: str | None = None
@@ -103,7 +108,7 @@ class StatsPayload(Payload):
     """`<prefix>/stats`, periodic counters since start."""
 
     station: str
-    ts: str
+    ts: str = Field(description="when it was sent, ISO 8601 UTC", json_schema_extra=DATE_TIME)
     uptime_s: float
     frames: int
     results: int
@@ -131,14 +136,40 @@ class CommandReply(Payload):
     ok: bool
     error: str | None = None
     detail: dict[str, object] | None = None
-    ts: str
+    ts: str = Field(description="when it was sent, ISO 8601 UTC", json_schema_extra=DATE_TIME)
+
+
+class Request(BaseModel):
+    """A command's payload: a JSON object (or empty); unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class TriggerRequest(Request):
+    """`<prefix>/cmd/trigger`: inspect one frame now (camera.trigger = "mqtt")."""
+
+    part_id: str | None = Field(
+        None, min_length=1, max_length=256, description="echoed in the result or error event of this trigger"
+    )
+
+
+class ReloadRequest(Request):
+    """`<prefix>/cmd/reload`: verify, warm up and swap in a bundle; the old one stays on any failure."""
+
+    path: str | None = Field(
+        None, min_length=1, max_length=4096, description="bundle folder inside model.models_dir (default: model.path)"
+    )
+
+
+class StatusRequest(Request):
+    """`<prefix>/cmd/status`: answer with the current counters (the stats payload) as the reply's detail."""
 
 
 class ErrorEvent(Payload):
     """`<prefix>/error`: a frame that could not be inspected (it produces no result)."""
 
     station: str
-    ts: str
+    ts: str = Field(description="when it was sent, ISO 8601 UTC", json_schema_extra=DATE_TIME)
     source: SourceRef
     part_id: str | None = Field(None, description="echoed from cmd/trigger: the part this frame was taken for")
     error: str

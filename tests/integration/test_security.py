@@ -148,3 +148,36 @@ def test_tls_with_an_untrusted_ca_never_connects(secure_broker, agent_config, ti
     assert "refused the connection" not in out, "it got as far as authentication: the certificate was not checked"
     assert "TLS certificate not trusted" in out
     assert "3 left in the spool" in out
+
+
+def test_doctor_makes_a_real_mqtt_connect_with_tls_and_credentials_and_writes_nothing(
+    secure_broker, agent_config, tiny_data, tmp_path
+):
+    from edge_agent.agent.doctor import run_doctor
+
+    broker, pki = secure_broker
+    folder = image_folder(tiny_data, tmp_path / "frames", 2)
+    outcomes = {}
+    for password in (PASSWORD, "wrong-password"):
+        (tmp_path / "pw").write_text(password)
+        config = agent_config(
+            broker,
+            f"dir:{folder}",
+            mqtt={
+                "tls": True,
+                "ca_file": str(pki / "ca.crt"),
+                "username": "line1",
+                "password_file": str(tmp_path / "pw"),
+            },
+            spool={"path": str(tmp_path / "state" / "spool.db")},
+            archive={"path": str(tmp_path / "state" / "archive"), "save": "all"},
+        )
+        lines: list[str] = []
+        outcomes[password] = (run_doctor(config, echo=lines.append), "\n".join(lines))
+    _, ok_text = outcomes[PASSWORD]
+    assert "accepted an MQTT 5 CONNECT" in ok_text, ok_text
+    bad_code, bad_text = outcomes["wrong-password"]
+    assert bad_code == 1
+    assert "refused the connection" in bad_text
+    assert "wrong-password" not in bad_text
+    assert not (tmp_path / "state").exists(), "doctor changed something on disk"
