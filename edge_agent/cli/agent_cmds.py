@@ -11,7 +11,13 @@ DEFAULT_CONFIG = Path("/etc/edge-agent/agent.toml")
 
 def register(commands: Any) -> None:
     run = commands.add_parser(
-        "run", help="the inspection daemon", description="Capture frames, inspect them, publish results over MQTT."
+        "run",
+        help="the inspection daemon",
+        description="Capture frames, inspect them, publish results over MQTT.",
+        epilog="examples:\n  edge-agent run --config /etc/edge-agent/agent.toml\n"
+        "  EDGE_AGENT_MQTT__HOST=broker.local edge-agent --log-format json run --config agent.toml\n"
+        "exit codes: 0 finished, 2 unusable settings or bundle (not restarted), 1 a worker died (restarted)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help=f"settings file ({DEFAULT_CONFIG})")
     run.set_defaults(func=cmd_run)
@@ -21,6 +27,8 @@ def register(commands: Any) -> None:
         help="check a settings file",
         description="Every check `run` makes before opening anything (keys and values, files, the bundle, the "
         "camera source, folders), all problems at once with where each value came from; exit 0 or 2.",
+        epilog="example:\n  edge-agent validate-config /etc/edge-agent/agent.toml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     validate.add_argument("file", type=Path, help="settings file (TOML)")
     validate.set_defaults(func=cmd_validate)

@@ -18,6 +18,9 @@ def register(commands: Any) -> None:
         "predict",
         help="one verdict per image (same code path as the daemon)",
         description="Inspect image files with a bundle and print one verdict each.",
+        epilog="examples:\n  edge-agent predict models/press7 part.png\n"
+        "  edge-agent predict models/press7 parts/ 'line2/**/*.jpg' --json   # the MQTT result payload + path",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     predict.add_argument("model_dir", type=Path, help="bundle folder")
     predict.add_argument("images", nargs="+", help="image files, folders (their images, sorted) or globs ('*.png')")

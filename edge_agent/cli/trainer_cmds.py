@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edge_agent.cli.arguments import BACKENDS, DEVICES, positive_int
+from edge_agent.cli.arguments import BACKENDS, DEVICES, positive_int, unit_interval
 
 
 def register(commands: Any) -> None:
@@ -36,6 +36,11 @@ def register(commands: Any) -> None:
         help="teacher → student → evaluation → threshold → bundle",
         description="The whole workstation job: train (or load) the teacher, distil the "
         "student with L = CE + λ·τ²·KL, evaluate, calibrate, export a bundle.",
+        epilog="examples:\n  edge-agent trainer distill data/ --out models/press7 --baseline\n"
+        "  edge-agent trainer distill data/ --out models/press7 --teacher runs/t/teacher.pt --tune --unlabeled prod/\n"
+        "  edge-agent trainer distill data/ --out models/press7 --fail-under 0.9 --max-overkill 0.1   # a CI gate\n"
+        "exit codes: 0 shipped, 3 written but a gate was missed, 2 bad input",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     distill.add_argument("data", type=Path, help="data set (train/<class>/... or MVTec AD layout)")
     distill.add_argument("--out", type=Path, required=True, help="bundle folder to write (MODEL_DIR)")
@@ -78,7 +83,24 @@ def register(commands: Any) -> None:
         default=1.0,
         help="unlabelled images in each batch per labelled image (1); an epoch stays one pass over the labelled",
     )
-    distill.add_argument("--max-escape", type=float, default=0.01, help="validation escape target (0.01)")
+    distill.add_argument(
+        "--max-escape",
+        type=unit_interval,
+        default=0.01,
+        help="validation escape target for the threshold (0.01); missed: exit 3 after writing the report",
+    )
+    distill.add_argument(
+        "--fail-under",
+        type=unit_interval,
+        metavar="ACCURACY",
+        help="exit 3 (after the report) if test accuracy is lower",
+    )
+    distill.add_argument(
+        "--max-overkill",
+        type=unit_interval,
+        metavar="RATE",
+        help="exit 3 (after the report) if test overkill is higher",
+    )
     distill.add_argument(
         "--target-overkill", type=float, default=0.1, help="overkill at which --tune compares escape (0.1)"
     )
@@ -241,10 +263,21 @@ def cmd_distill(args: argparse.Namespace) -> int:
         ship=args.ship,
         int8=args.int8,
         name=args.name,
+        gates={
+            key: value
+            for key, value in (("fail_under", args.fail_under), ("max_overkill", args.max_overkill))
+            if value is not None
+        },
     )
     report = run_distill(opts)
     print_summary(report)
+    if report.get("gate"):
+        print(f"edge-agent: {report['gate']}", file=sys.stderr)
+        return EXIT_GATE
     return 0
+
+
+EXIT_GATE = 3  # the job ran and wrote its report, but what it made is not fit for a line
 
 
 def print_summary(report: dict[str, Any]) -> None:

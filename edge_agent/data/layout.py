@@ -1,4 +1,4 @@
-"""Detect a data set's layout (contracts §2) and produce stratified train/val/test lists of samples."""
+"""Detect a data set's layout (docs/contracts.md §2) and produce stratified train/val/test lists of samples."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The bundle manifest (contracts §3) as a pydantic model: the schema the agent checks before use."""
+"""The bundle manifest (docs/contracts.md §3) as a pydantic model: the schema the agent checks before use."""
 
 from __future__ import annotations
 

@@ -18,7 +18,8 @@ from edge_agent.runtime.metrics import calibrate_threshold, classification_repor
 from edge_agent.trainer.checkpoint import load_model, save_model
 from edge_agent.trainer.fit import FitConfig, FitResult, fit, predict_probs
 from edge_agent.trainer.models import IMAGENET_MEAN, IMAGENET_STD, count_params, create_model
-from edge_agent.trainer.report import equal_overkill, teacher_lead, write_report
+from edge_agent.trainer.report import equal_overkill, gate, teacher_lead, write_report
+from edge_agent.trainer.report_pictures import mistakes
 from edge_agent.trainer.teacher_cache import TeacherViews, compute_teacher_views
 from edge_agent.trainer.tensors import ImageSet, Normalizer, distillation_rows, load_images, load_unlabeled
 
@@ -54,6 +55,7 @@ class DistillOptions:
     unlabeled_ratio: float = 1.0
     max_escape: float = 0.01
     target_overkill: float = 0.1
+    gates: dict[str, float] = field(default_factory=dict)  # fail_under (accuracy), max_overkill: exit 3 when missed
     good_class: str = "good"
     ship: str = "student"
     int8: bool = False
@@ -104,6 +106,7 @@ def evaluate_model(model: nn.Module, images: ImageSet, prep: Prepared, threshold
     ev = classification_report(labels, probs, prep.splits.classes, prep.splits.good_index, threshold)
     ev["defect_scores"] = 1.0 - probs[:, prep.splits.good_index]
     ev["is_defect"] = labels != prep.splits.good_index
+    ev["labels"] = labels
     return ev
 
 
@@ -309,7 +312,7 @@ def finish(
         "seed": opts.seed,
         "image_size": opts.image_size,
         "data": {
-            "root": str(prep.splits.root),
+            "root": prep.splits.root.name,  # paths in the report are relative to it: no workstation paths
             "layout": prep.splits.layout,
             "classes": prep.splits.classes,
             "counts": {
@@ -325,6 +328,8 @@ def finish(
         report[name]["threshold"] = calibrations[name].threshold
     if tuning:
         report["tuning"] = tuning
+    report["mistakes"] = mistakes(evaluations[shipped], prep.test.paths, prep.splits.root, calibration.threshold)
+    report["calibration_met"] = calibration.target_met
     report["teacher_lead"] = teacher_lead(report)
     report["equal_overkill"] = equal_overkill(evaluations)
     teacher_model, teacher_arch, _ = models["teacher"]
@@ -350,7 +355,7 @@ def finish(
             "tau": tau,
             "lam": lam,
             "epochs": opts.epochs,
-            "options": {k: str(v) for k, v in asdict(opts).items()},
+            "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items()},
         },
         name=opts.name,
     )
@@ -364,7 +369,8 @@ def finish(
 
         report["int8"] = quantize_bundle(opts.out, prep.splits, prep.test.paths)
     histories = {n: r.history for n, (_, _, r) in models.items() if r is not None}
-    write_report(opts.out, report, evaluations, histories)
+    report["gate"] = gate(report, opts.max_escape, opts.gates)
+    write_report(opts.out, report, evaluations, histories, prep.splits.root)
     return report
 
 

@@ -1,4 +1,4 @@
-"""Distillation losses: Hinton's soft-target KD (contracts §6) and a FitNets-style feature hint."""
+"""Distillation losses: Hinton's soft-target KD (docs/contracts.md §6) and a FitNets-style feature hint."""
 
 from __future__ import annotations
 

@@ -208,7 +208,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"# Distillation report — {report['name']}",
         "",
         f"Data: `{report['data']['root']}` ({report['data']['layout']}), classes "
-        f"{', '.join(report['data']['classes'])}; {report['data']['counts']}.",
+        f"{', '.join(report['data']['classes'])}; "
+        + ", ".join(f"{split} {count:,}" for split, count in report["data"]["counts"].items())
+        + " images.",
         "",
         f"Student loss: L = CE + λ·τ²·KL with τ = {report['tau']}, λ = {report['lam']}"
         + (f", feature hint weight {report['hint_weight']}" if report.get("hint_weight") else "")
@@ -264,9 +266,53 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", report["tuning"]["why"]]
         if "objective" in report["tuning"]:
             lines += ["", f"How candidates were compared: {report['tuning']['objective']}."]
+    lines += _mistakes_section(report)
+    if report.get("gate"):
+        lines += ["", "## Gate", "", report["gate"]]
     lines += ["", "![confusion matrices](confusion.png)", "", "![escape against overkill](tradeoff.png)"]
+    lines += ["", "![test scores by class, with the threshold](scores.png)"]
     lines += ["", "![training curves](curves.png)", ""]
     return "\n".join(lines)
+
+
+def gate(report: dict[str, Any], max_escape: float, gates: dict[str, float]) -> str | None:
+    """Why the shipped bundle should not go to a line, or None: the escape target not met on validation,
+    or a floor the user stated (--fail-under, --max-overkill) not met on test. The CLI exits 3 on it."""
+    shipped = report[report.get("shipped", "student")]
+    reasons = []
+    if not report.get("calibration_met", True):
+        reasons.append(
+            f"no threshold kept validation escape within --max-escape {max_escape:g} without failing every good part"
+        )
+    if "fail_under" in gates and shipped["test_accuracy"] < gates["fail_under"]:
+        reasons.append(
+            f"test accuracy {_pct(shipped['test_accuracy'])} is under --fail-under {_pct(gates['fail_under'])}"
+        )
+    if "max_overkill" in gates and shipped["overkill_rate"] > gates["max_overkill"]:
+        reasons.append(
+            f"test overkill {_pct(shipped['overkill_rate'])} is over --max-overkill {_pct(gates['max_overkill'])}"
+        )
+    if not reasons:
+        return None
+    return "NOT FIT FOR A LINE: " + "; ".join(reasons) + ". The bundle and this report were written for diagnosis."
+
+
+def _mistakes_section(report: dict[str, Any]) -> list[str]:
+    found = report.get("mistakes")
+    if not found:
+        return []
+    lines = ["", "## What the shipped model gets wrong on test", ""]
+    for kind, picture, what in (
+        ("escaped", "escapes.png", "defective parts it passes"),
+        ("overkill", "overkill.png", "good parts it fails"),
+    ):
+        rows = found[kind]
+        if not rows:
+            lines.append(f"No {what}.")
+            continue
+        worst = ", ".join(f"`{r['path']}` ({r['label']}, {r['defect_score']:.3f})" for r in rows[:5])
+        lines += [f"{len(rows)} {what}; the worst: {worst}.", "", f"![{what}]({picture})", ""]
+    return lines
 
 
 def write_report(
@@ -274,7 +320,16 @@ def write_report(
     report: dict[str, Any],
     evaluations: dict[str, dict[str, Any]],
     histories: dict[str, list[dict[str, float]]],
+    data_root: Path | None = None,
 ) -> None:
+    from edge_agent.trainer.report_pictures import contact_sheet, score_histograms
+
+    shipped = evaluations.get(report.get("shipped", "student"))
+    if shipped is not None and data_root is not None and report.get("mistakes"):
+        found = report["mistakes"]
+        contact_sheet(out / "escapes.png", found["escaped"], data_root, "escaped: defective test parts passed")
+        contact_sheet(out / "overkill.png", found["overkill"], data_root, "overkill: good test parts failed")
+        score_histograms(out / "scores.png", shipped, report["threshold"], report["good_class"])
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     (out / "report.md").write_text(markdown(report), encoding="utf-8")
     plot_confusions(out / "confusion.png", evaluations)

@@ -30,7 +30,7 @@ def test_every_frame_gives_exactly_one_complete_result(broker, agent_config, sub
     assert [r["seq"] for r in sub.results] == list(range(1, 26))
     names = []
     for result in sub.results:
-        ResultPayload.model_validate(result)  # every field of contracts §5, nothing unknown
+        ResultPayload.model_validate(result)  # every field of docs/contracts.md §5, nothing unknown
         assert result["verdict"] == ("fail" if result["defect_score"] >= result["threshold"] else "pass")
         assert result["source"]["uri"] == f"dir:{folder}"
         if result["verdict"] == "fail":

@@ -91,6 +91,8 @@ def test_teacher_then_distill_with_resume(tiny_data, tmp_path):
         "2",
         "--image-size",
         "32",
+        "--max-escape",
+        "1",  # two epochs cannot meet an escape target; this test is about resuming, not the gate
         "--no-progress",
     ]
     assert main(args) == 0
@@ -124,7 +126,8 @@ def test_tune_reports_every_candidate_and_trains_the_winner(tiny_data, tmp_path)
     from edge_agent.trainer.tune import DEFAULT, REFERENCE, challengers
 
     out = tmp_path / "tuned"
-    flags = "--teacher-epochs 1 --tune --tune-budget 1 --baseline --ship best --unlabeled"
+    # One teacher epoch cannot meet an escape target; this test is about the race, not the gate.
+    flags = "--teacher-epochs 1 --tune --tune-budget 1 --baseline --ship best --max-escape 1 --unlabeled"
     assert distill(tiny_data, out, flags, str(tiny_data / "val")) == 0
     report = json.loads((out / "report.json").read_text())
     tuning = report["tuning"]
@@ -216,3 +219,22 @@ def test_tune_picks_no_teacher_when_the_teacher_learned_shuffled_labels(tmp_path
     assert "λ = 0 won" in report["tuning"]["why"]
     assert "λ = 0 won" in (out / "report.md").read_text()
     assert "--tune: λ = 0 won" in capsys.readouterr().out
+
+
+def test_a_bundle_that_misses_a_gate_is_written_and_the_exit_is_3(tiny_data, tmp_path, capsys):
+    out = tmp_path / "bundle"
+    code = distill(tiny_data, out, "--teacher-epochs 1 --batch-size 16 --max-escape 1 --fail-under 0.99")
+    assert code == 3
+    assert (out / "model.onnx").is_file(), "written for diagnosis"
+    report = json.loads((out / "report.json").read_text())
+    assert "--fail-under 99.0 %" in report["gate"]
+    assert "## Gate" in (out / "report.md").read_text()
+    assert "NOT FIT FOR A LINE" in capsys.readouterr().err
+    assert (out / "scores.png").is_file()
+    assert report["data"]["root"] == tiny_data.name, "no workstation paths in the report"
+    for kind in ("escaped", "overkill"):
+        for row in report["mistakes"][kind]:
+            assert not row["path"].startswith("/")
+    options = json.loads((out / "manifest.json").read_text())["trainer"]["options"]
+    assert options["epochs"] == 2
+    assert options["baseline"] is False

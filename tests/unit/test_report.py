@@ -95,3 +95,67 @@ def test_tradeoff_curve_runs_from_failing_nothing_to_failing_everything_without_
     overkill, escape = tradeoff_curve(np.array([True, False, True, False]), np.array([0.9, 0.5, 0.5, 0.1]))
     assert overkill.tolist() == [0.0, 0.0, 0.5, 1.0]
     assert escape.tolist() == [1.0, 0.5, 0.0, 0.0]
+
+
+def test_the_gate_names_every_floor_missed():
+    from edge_agent.trainer.report import gate
+
+    report = crafted(0.9, 0.70, 0.6)
+    report.update(shipped="student", calibration_met=True)
+    report["student"]["overkill_rate"] = 0.98
+    assert gate(report, 0.01, {}) is None, "no floor stated, target met: fit"
+    text = gate(report, 0.01, {"fail_under": 0.85, "max_overkill": 0.10})
+    assert "test accuracy 70.0 % is under --fail-under 85.0 %" in text
+    assert "test overkill 98.0 % is over --max-overkill 10.0 %" in text
+    report["calibration_met"] = False
+    assert "--max-escape 0.01" in gate(report, 0.01, {})
+
+
+def test_contact_sheets_and_histograms_show_the_mistakes_with_paths_relative_to_the_data_root(tmp_path):
+    import cv2
+
+    from edge_agent.trainer.report_pictures import contact_sheet, mistakes, score_histograms
+
+    root = tmp_path / "data"
+    paths = []
+    for i, name in enumerate(["good", "good", "stain", "stain"]):
+        path = root / "test" / name / f"{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), np.full((16, 16, 3), 40 * i, np.uint8))
+        paths.append(path)
+    ev = {
+        "defect_scores": np.array([0.1, 0.9, 0.2, 0.8]),
+        "is_defect": np.array([False, False, True, True]),
+        "labels": np.array([0, 0, 1, 1]),
+        "classes": ["good", "stain"],
+    }
+    found = mistakes(ev, paths, root, threshold=0.5)
+    assert found == {
+        "escaped": [{"path": "test/stain/2.png", "label": "stain", "defect_score": 0.2}],
+        "overkill": [{"path": "test/good/1.png", "label": "good", "defect_score": 0.9}],
+    }
+    assert contact_sheet(tmp_path / "escapes.png", found["escaped"], root, "escaped")
+    assert not contact_sheet(tmp_path / "none.png", [], root, "nothing")
+    score_histograms(tmp_path / "scores.png", ev, 0.5, "good")
+    assert cv2.imread(str(tmp_path / "escapes.png")) is not None
+    assert cv2.imread(str(tmp_path / "scores.png")) is not None
+    assert not (tmp_path / "none.png").exists()
+
+
+def test_markdown_prints_counts_not_a_dict_and_no_absolute_paths():
+    report = crafted(0.9, 0.85, 0.8)
+    report.update(
+        name="t",
+        data={"root": "press7-data", "layout": "imagefolder", "classes": ["good", "stain"],
+              "counts": {"train": 480, "val": 120, "test": 160}},
+        tau=4.0,
+        threshold=0.5,
+        calibration={"note": "n"},
+        good_class="good",
+        mistakes={"escaped": [{"path": "test/stain/3.png", "label": "stain", "defect_score": 0.2}], "overkill": []},
+    )  # fmt: skip
+    text = markdown(report)
+    assert "train 480, val 120, test 160 images" in text
+    assert "{" not in text.split("\n")[2]
+    assert "`test/stain/3.png` (stain, 0.200)" in text
+    assert "No good parts it fails." in text
