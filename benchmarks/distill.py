@@ -232,7 +232,15 @@ def main() -> int:
             views = views_cache[key]
         tau, lam = recipe.get("tau", 4.0), recipe.get("lam", 1.0)
         if recipe.get("tune"):
-            tuned = tune_tau_lambda(opts, prep, base.work_dir, teacher, extra_images, views)  # type: ignore[arg-type]
+            def candidate(
+                t: float, lm: float, label: str, epochs: int, keep: int, o=opts, images=extra_images, cached=views
+            ):
+                return train_student(
+                    o, prep, base.work_dir, teacher if lm > 0 else None, t, lm, label,
+                    epochs=epochs, unlabeled=images, teacher_views=cached, keep_val_probs=keep,
+                )  # fmt: skip
+
+            tuned = tune_tau_lambda(candidate, opts, prep, teacher)
             tau, lam = tuned.report["winner"]["tau"], tuned.report["winner"]["lam"]
             for (f_tau, f_lam), (f_model, _) in tuned.finalists.items():
                 if (f_tau, f_lam) != (tau, lam):

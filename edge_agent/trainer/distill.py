@@ -248,7 +248,13 @@ def run_distill(opts: DistillOptions) -> dict[str, Any]:
     if opts.tune:
         from edge_agent.trainer.tune import tune_tau_lambda
 
-        tuned = tune_tau_lambda(opts, prep, work, teacher, unlabeled, views)
+        def candidate(tau_: float, lam_: float, label: str, epochs: int, keep: int) -> tuple[nn.Module, FitResult]:
+            return train_student(
+                opts, prep, work, teacher if lam_ > 0 else None, tau_, lam_, label,
+                epochs=epochs, unlabeled=unlabeled, teacher_views=views, keep_val_probs=keep,
+            )  # fmt: skip
+
+        tuned = tune_tau_lambda(candidate, opts, prep, teacher)
         tuning, (student, student_fit), alone = tuned.report, tuned.winner, tuned.reference
         tau, lam = tuning["winner"]["tau"], tuning["winner"]["lam"]
     else:

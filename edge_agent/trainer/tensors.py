@@ -52,10 +52,11 @@ def load_images(samples: Sequence[Sample], spec: InputSpec, split: str) -> Image
 
 
 def load_unlabeled(folder: Path, spec: InputSpec) -> ImageSet:
-    from edge_agent.data.layout import list_images
+    from edge_agent.data.layout import IMAGE_SUFFIXES
 
+    # One walk of the tree, one suffix test per file (listing each file's folder again made this quadratic).
     files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
-    images = [p for p in files if p in set(list_images(p.parent))]
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
     if not images:
         raise DataError(f"--unlabeled {folder}: no images found")
     loaded = load_images([Sample(p, -1) for p in images], spec, "unlabeled")

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,8 +22,6 @@ from torch import nn
 
 from edge_agent.runtime.metrics import caught_at_overkill, escape_rate
 from edge_agent.trainer.fit import FitResult, predict_probs
-from edge_agent.trainer.teacher_cache import TeacherViews
-from edge_agent.trainer.tensors import ImageSet
 
 log = logging.getLogger(__name__)
 
@@ -182,16 +180,14 @@ class Tuned:
     finalists: dict[tuple[float, float], tuple[nn.Module, FitResult]]  # (τ, λ) → trained for the full epochs
 
 
-def tune_tau_lambda(
-    opts: Any,
-    prep: Any,
-    work: Path,
-    teacher: nn.Module,
-    unlabeled: ImageSet | None,
-    teacher_views: TeacherViews | None = None,
-) -> Tuned:
-    from edge_agent.trainer.distill import train_student
+# train(tau, lam, label, epochs, keep_val_probs) -> (model, fit result): one candidate, trained by the caller
+# (distill passes its own train_student; tests pass a fake). λ = 0 means no teacher.
+TrainCandidate = Callable[[float, float, str, int, int], tuple[nn.Module, FitResult]]
 
+
+def tune_tau_lambda(train: TrainCandidate, opts: Any, prep: Any, teacher: nn.Module) -> Tuned:
+    """The race: short runs of every challenger with early elimination, then the student alone, the recipe
+    asked for and the best challenger at the full epochs, decided image by image on validation."""
     labels = prep.val.labels.numpy()
     is_defect = labels != prep.splits.good_index
     anchor = anchor_of(opts.tau, opts.lam)
@@ -199,19 +195,7 @@ def tune_tau_lambda(
     models: dict[tuple[float, float], tuple[nn.Module, FitResult]] = {}
 
     def score(tau: float, lam: float, rung: int, epochs: int) -> Scored:
-        model, result = train_student(
-            opts,
-            prep,
-            work,
-            teacher if lam > 0 else None,
-            tau,
-            lam,
-            f"tune-r{rung}-t{tau:g}-l{lam:g}",
-            epochs=epochs,
-            unlabeled=unlabeled,
-            teacher_views=teacher_views,
-            keep_val_probs=tail(epochs),
-        )
+        model, result = train(tau, lam, f"tune-r{rung}-t{tau:g}-l{lam:g}", epochs, tail(epochs))
         # A checkpoint written before val_probs existed (--resume) falls back to the shipped weights.
         probs = (
             np.mean(result.val_probs, axis=0) if result.val_probs else predict_probs(model, prep.val.images, prep.norm)

@@ -26,5 +26,9 @@ def test_demo_bundle_inspects_synthetic_parts():
     rng = np.random.default_rng(5)
     images = [render(rng, 64, kind) for kind in ("good", "crack", "pit")]
     verdicts, timing = inspector.inspect(images)
-    assert [v.verdict in ("pass", "fail") for v in verdicts] == [True, True, True]
+    for verdict in verdicts:
+        assert abs(sum(verdict.scores.values()) - 1.0) < 1e-3
+        assert verdict.verdict == ("fail" if verdict.defect_score >= inspector.threshold else "pass")
+    # A pit is the class this bundle sees best (report.md): it must not pass.
+    assert verdicts[2].verdict == "fail"
     assert timing.inference_ms > 0

@@ -95,3 +95,25 @@ def test_mixup_pairs_off_and_on():
     assert torch.equal(first[1], again[1])  # deterministic per seed
     assert 0.0 <= first[0] <= 1.0
     assert sorted(first[1].tolist()) == list(range(8))
+
+
+def test_unlabeled_rows_never_reach_the_task_loss():
+    """Rows with target -1 (teacher-labelled unlabelled images) get no gradient from the task loss, only from
+    the KD term; the task loss is the cross-entropy of the labelled rows alone."""
+    import torch
+    import torch.nn.functional as F
+
+    from edge_agent.trainer.losses import DistillationLoss
+
+    torch.manual_seed(0)
+    student = torch.randn(6, 5, requires_grad=True)
+    teacher = torch.randn(6, 5)
+    targets = torch.tensor([0, 1, -1, -1, 2, 3])
+    parts = DistillationLoss(tau=4.0, lam=1.0)(student, teacher, targets)
+    labelled = targets >= 0
+    assert torch.allclose(parts["task_loss"], F.cross_entropy(student[labelled], targets[labelled]))
+    (task_grad,) = torch.autograd.grad(parts["task_loss"], student, retain_graph=True)
+    assert task_grad[~labelled].abs().sum() == 0
+    assert task_grad[labelled].abs().sum() > 0
+    (kd_grad,) = torch.autograd.grad(parts["kd_loss"], student)
+    assert kd_grad[~labelled].abs().sum() > 0, "the unlabelled rows do feed the KD term"

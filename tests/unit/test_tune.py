@@ -168,3 +168,55 @@ def test_a_shipped_student_clearly_less_accurate_on_validation_says_so():
     winner, why = decide(alone, fewer_escapes, None, GOOD_TEACHER)
     assert winner is fewer_escapes  # escape comes first; neither is clearly better overall
     assert "accuracy (beyond the sampling error)" in why
+
+
+def test_the_whole_race_with_a_fake_trainer():
+    """tune_tau_lambda receives the training callable: the race runs without training anything."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from edge_agent.trainer.fit import FitResult
+    from edge_agent.trainer.tune import tune_tau_lambda
+
+    labels = torch.tensor([0] * 20 + [1] * 20)  # class 0 is good
+    n = len(labels)
+
+    class Fixed(torch.nn.Module):
+        """A teacher that is right on every image."""
+
+        def forward(self, x):
+            logits = torch.zeros(len(x), 2)
+            logits[torch.arange(len(x)), labels[: len(x)]] = 5.0
+            return logits
+
+    def probs_right_on(k: int) -> np.ndarray:
+        """Right on the first k images of each class, confidently wrong on the rest."""
+        out = np.zeros((n, 2))
+        for i, label in enumerate(labels.tolist()):
+            right = (i % 20) < k
+            out[i, label if right else 1 - label] = 0.95
+            out[i, 1 - label if right else label] = 0.05
+        return out
+
+    calls = []
+
+    def train(tau, lam, label, epochs, keep):
+        calls.append((tau, lam, epochs))
+        skill = 19 if (tau, lam) == (2.0, 0.5) else 16 if lam > 0 else 10  # one challenger stands out
+        return torch.nn.Identity(), FitResult(torch.nn.Identity(), val_probs=[probs_right_on(skill)] * max(1, keep))
+
+    opts = SimpleNamespace(tau=4.0, lam=1.0, epochs=12, tune_budget=4, target_overkill=0.1)
+    prep = SimpleNamespace(
+        val=SimpleNamespace(images=torch.zeros(n, 3, 4, 4), labels=labels),
+        splits=SimpleNamespace(good_index=0),
+        norm=lambda x: x,
+    )
+    tuned = tune_tau_lambda(train, opts, prep, Fixed())
+    assert tuned.report["winner"] == {"tau": 2.0, "lam": 0.5}
+    assert "clearly better" in tuned.report["why"]
+    full = [c for c in calls if c[2] == 12]
+    assert (1.0, 0.0, 12) in full  # the student alone always trains for the full budget
+    assert (4.0, 1.0, 12) in full  # and the recipe asked for
+    assert len(full) == FINALISTS
+    assert any(c[2] < 12 for c in calls), "short runs race first"
