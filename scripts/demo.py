@@ -115,6 +115,10 @@ def main() -> int:
 
     step("4/5 the agent inspects a folder of parts; an MES subscriber prints what it receives")
     truth = stream_folder(data, out / "line", seed=7)
+    # A fresh station each demo: the spool remembers which files of a dir: source it inspected (so that a
+    # restarted agent continues where it stopped) and would skip this run's parts, which reuse the names.
+    for state in (out / "spool.db", out / "spool.db-wal", out / "spool.db-shm", out / "spool.db.seq"):
+        state.unlink(missing_ok=True)
     config = out / "agent.toml"
     config.write_text(
         f'[station]\nid = "demo"\n[camera]\nsource = "dir:{out / "line"}"\n[model]\npath = "{bundle}"\n'

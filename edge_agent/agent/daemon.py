@@ -30,7 +30,7 @@ from edge_agent.agent.results import build_error
 from edge_agent.agent.sdnotify import notify, watchdog_interval_s
 from edge_agent.agent.spool_writer import SpoolWriter
 from edge_agent.agent.status import agent_stats, health_report, status_line
-from edge_agent.capture.sources import Frame, capture_target
+from edge_agent.capture.sources import Frame, capture_target, list_images
 from edge_agent.errors import ConfigError
 from edge_agent.publish.mqtt_link import MqttLink, ReplyTo
 from edge_agent.publish.payloads import ReloadRequest, StatusRequest, TriggerRequest, utc_now
@@ -145,7 +145,17 @@ class Agent:
         if s.camera.source.startswith("dir:") and not s.camera.loop:
             done = self.spool.inspected_names(f"dir:{Path(s.camera.source[4:]).expanduser()}")
             if done:
-                log.info("%s: %d image(s) inspected before; continuing after them", s.camera.source, len(done))
+                folder = Path(s.camera.source[4:]).expanduser()
+                left = len(set(list_images(folder)) - done)
+                log.log(
+                    logging.WARNING if left == 0 and not s.camera.watch else logging.INFO,
+                    "%s: %d image(s) inspected before (remembered in %s); %d new to inspect%s",
+                    s.camera.source,
+                    len(done),
+                    s.spool.path,
+                    left,
+                    "" if left or s.camera.watch else ": nothing to do (a new spool.path starts afresh)",
+                )
         self.capture = CaptureLoop(s.camera, self.frames, self.stop_event, self.counters, self.triggers, done)
         self.writer = SpoolWriter(self.spool, self.counters, self.link.notify, self.link.add_unspooled)
         self.inference = InferenceLoop(

@@ -170,7 +170,7 @@ def test_sigkill_with_results_in_flight_to_a_frozen_broker_then_restart_delivers
     time.sleep(1.0)
     twice = {name: ids for name, ids in ids_by_name(sub).items() if len(ids) > 1}
     assert twice == {}, f"images delivered under two ids: {twice}"
-    assert "inspected before; continuing" in out
+    assert "inspected before (remembered in" in out
 
 
 def test_kill_during_commits_with_full_sync_loses_no_committed_seq(
@@ -267,3 +267,21 @@ def test_a_trigger_sent_while_the_agent_is_reconnecting_is_kept_by_its_session(
         process.send_signal(signal.SIGTERM)
         code, out = finish(process, timeout=30)
     assert code == 0, out
+
+
+def test_a_rerun_on_an_inspected_folder_says_there_is_nothing_new(
+    broker, agent_config, subscriber_for, tiny_data, tmp_path
+):
+    folder = image_folder(tiny_data, tmp_path / "frames", 4)
+    sub = subscriber_for(broker)
+    config = agent_config(broker, f"dir:{folder}")
+    code, out = finish(start_agent(config))
+    assert code == 0, out
+    assert sub.wait_for(lambda s: len(s.results) == 4, timeout=20)
+    code, out = finish(start_agent(config))
+    assert code == 0, out
+    assert "4 image(s) inspected before" in out
+    assert "nothing to do" in out
+    assert "WARNING" in out
+    time.sleep(0.5)
+    assert len(sub.results) == 4, "no image inspected twice"
