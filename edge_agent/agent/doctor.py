@@ -126,6 +126,7 @@ def mqtt_connect(settings: object, timeout: float = 5.0) -> str | None:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
+    from edge_agent.publish.mqtt_link import secure
     from edge_agent.settings import AgentSettings, read_password
 
     assert isinstance(settings, AgentSettings)
@@ -142,15 +143,7 @@ def mqtt_connect(settings: object, timeout: float = 5.0) -> str | None:
 
     client.on_connect = on_connect
     try:
-        if s.tls:
-            client.tls_set(
-                ca_certs=str(s.ca_file) if s.ca_file else None,
-                certfile=str(s.cert_file) if s.cert_file else None,
-                keyfile=str(s.key_file) if s.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-        if s.username:
-            client.username_pw_set(s.username, read_password(s))
+        secure(client, s, read_password(s) if s.username else None)
         client.connect(s.host, s.port, keepalive=10)
     except ssl.SSLCertVerificationError as e:
         return f"TLS certificate not trusted ({e.verify_message})"

@@ -59,6 +59,19 @@ class _Message:
     properties: Properties | None = None
 
 
+def secure(client: mqtt.Client, settings: MqttSettings, password: str | None) -> None:
+    """TLS (certificate checks always on) and credentials, as configured: the agent and `doctor` alike."""
+    if settings.tls:
+        client.tls_set(
+            ca_certs=str(settings.ca_file) if settings.ca_file else None,
+            certfile=str(settings.cert_file) if settings.cert_file else None,
+            keyfile=str(settings.key_file) if settings.key_file else None,
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
+    if settings.username:
+        client.username_pw_set(settings.username, password)
+
+
 class MqttLink:
     def __init__(
         self,
@@ -122,15 +135,7 @@ class MqttLink:
                 clean_session=s.session_expiry_s == 0,
             )
         client.will_set(self.topic("status"), self._status("offline"), qos=1, retain=True)
-        if s.tls:
-            client.tls_set(
-                ca_certs=str(s.ca_file) if s.ca_file else None,
-                certfile=str(s.cert_file) if s.cert_file else None,
-                keyfile=str(s.key_file) if s.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-        if s.username:
-            client.username_pw_set(s.username, password)
+        secure(client, s, password)
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         # paho's own default window is 20 in-flight messages; ours is the setting.
         client.max_inflight_messages_set(s.inflight)
