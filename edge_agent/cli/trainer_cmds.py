@@ -10,6 +10,9 @@ from typing import Any
 
 from edge_agent.cli.arguments import BACKENDS, DEVICES, positive_int, unit_interval
 
+# The one place the CLI's student default is written; DistillOptions holds the same (a test keeps them equal).
+DEFAULT_STUDENT = "mobilenet_v3_small"
+
 
 def register(commands: Any) -> None:
     trainer = commands.add_parser(
@@ -45,7 +48,7 @@ def register(commands: Any) -> None:
     distill.add_argument("data", type=Path, help="data set (train/<class>/... or MVTec AD layout)")
     distill.add_argument("--out", type=Path, required=True, help="bundle folder to write (MODEL_DIR)")
     add_training_flags(distill)
-    distill.add_argument("--student-arch", default="mobilenet_v3_large", help="torchvision name (mobilenet_v3_large)")
+    distill.add_argument("--student-arch", default=DEFAULT_STUDENT, help=f"torchvision name ({DEFAULT_STUDENT})")
     distill.add_argument("--teacher", type=Path, help="reuse a trained teacher checkpoint (skip teacher training)")
     distill.add_argument("--teacher-epochs", type=int, default=90, help="teacher epochs (90)")
     distill.add_argument("--tau", type=float, default=4.0, help="distillation temperature τ (4)")

@@ -31,7 +31,7 @@ class DistillOptions:
     data: Path
     out: Path
     teacher_arch: str = "resnet50"
-    student_arch: str = "mobilenet_v3_large"
+    student_arch: str = "mobilenet_v3_small"  # ≤ 2.3 M parameters: ≥ 10× smaller than the ResNet-50 teacher
     teacher: Path | None = None
     pretrained: bool = False
     epochs: int = 90
