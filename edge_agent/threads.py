@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from abc import ABCMeta, abstractmethod
 
 log = logging.getLogger(__name__)
 
 
-class Worker(threading.Thread):
+class Worker(threading.Thread, metaclass=ABCMeta):
     """A daemon thread that records why it died.
 
     `work()` is the thread's body. Any exception escaping it is kept in `crash` and logged at CRITICAL
@@ -23,8 +24,9 @@ class Worker(threading.Thread):
         self.crash: BaseException | None = None
         self.heartbeat = time.monotonic()
 
+    @abstractmethod
     def work(self) -> None:
-        raise NotImplementedError
+        """The thread's body; each worker defines it (a Worker without one cannot be made)."""
 
     def run(self) -> None:
         try:

@@ -42,21 +42,6 @@ def parse_command(name: str, payload: bytes, known: set[str]) -> Command:
     return Command(name, data)
 
 
-def optional_str(args: dict[str, Any], key: str, max_len: int = 256) -> str | None:
-    value = args.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value or len(value) > max_len:
-        raise CommandError(f"'{key}' must be a non-empty string of at most {max_len} characters")
-    return value
-
-
-def only_keys(args: dict[str, Any], allowed: set[str]) -> None:
-    extra = set(args) - allowed
-    if extra:
-        raise CommandError(f"unknown field(s) {sorted(extra)}; allowed: {sorted(allowed)}")
-
-
 RequestT = TypeVar("RequestT", bound=BaseModel)
 
 

@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_agent.agent.commands import CommandError, CommandRouter, only_keys, optional_str
+from edge_agent.agent.commands import CommandError, CommandRouter, request
+from edge_agent.publish.payloads import TriggerRequest
 
 
 def make_router():
@@ -12,8 +13,7 @@ def make_router():
     state = {"triggers": []}
 
     def trigger(args):
-        only_keys(args, {"part_id"})
-        part = optional_str(args, "part_id")
+        part = request(TriggerRequest, args).part_id
         state["triggers"].append(part)
         return {"part_id": part}
 
