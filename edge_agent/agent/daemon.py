@@ -25,12 +25,13 @@ from edge_agent.agent.counters import Counters
 from edge_agent.agent.health import HealthServer, MetricsSnapshot
 from edge_agent.agent.inference_loop import InferenceLoop, InspectorSlot
 from edge_agent.agent.model_loader import open_inspector
+from edge_agent.agent.preflight import source_problem
 from edge_agent.agent.reloader import Reloader
 from edge_agent.agent.results import build_error
 from edge_agent.agent.sdnotify import notify, watchdog_interval_s
 from edge_agent.agent.spool_writer import SpoolWriter
 from edge_agent.agent.status import agent_stats, health_report, status_line
-from edge_agent.capture.sources import Frame, capture_target, list_images
+from edge_agent.capture.sources import Frame, image_stats
 from edge_agent.errors import ConfigError
 from edge_agent.publish.mqtt_link import MqttLink, ReplyTo
 from edge_agent.publish.payloads import ReloadRequest, StatusRequest, TriggerRequest, utc_now
@@ -45,14 +46,10 @@ DRAIN_TIMEOUT_S = 30.0
 EXIT_WORKER_DIED = 1
 
 
-def check_source(source: str) -> None:
+def check_source(source: str, watch: bool = False) -> None:
     """Catch a camera.source that can never work (missing file or folder) at start, as a config error."""
-    if source.startswith("dir:"):
-        folder = Path(source[4:]).expanduser()
-        if not folder.is_dir():
-            raise ConfigError(f"camera.source {source}: folder not found")
-    else:
-        capture_target(source)  # classifies without opening; a missing file is a ConfigError
+    if problem := source_problem(source, watch):
+        raise ConfigError(f"camera.source {problem}")
 
 
 def archive_url_base(settings: AgentSettings) -> str | None:
@@ -106,7 +103,7 @@ class Agent:
     # ---- start -------------------------------------------------------------------------------------
     def start(self) -> None:
         s = self.settings
-        check_source(s.camera.source)
+        check_source(s.camera.source, s.camera.watch)
         loaded = open_inspector(s.model, s.model.path)
         self.notes = loaded.notes
         self.slot = InspectorSlot(loaded.inspector)
@@ -146,7 +143,7 @@ class Agent:
             done = self.spool.inspected_names(f"dir:{Path(s.camera.source[4:]).expanduser()}")
             if done:
                 folder = Path(s.camera.source[4:]).expanduser()
-                left = len(set(list_images(folder)) - done)
+                left = len(set(image_stats(folder)) - done)
                 log.log(
                     logging.WARNING if left == 0 and not s.camera.watch else logging.INFO,
                     "%s: %d image(s) inspected before (remembered in %s); %d new to inspect%s",

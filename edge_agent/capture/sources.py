@@ -55,7 +55,7 @@ class FrameSource(Protocol):
     def close(self) -> None: ...
 
 
-def list_images(folder: Path) -> dict[str, os.stat_result]:
+def image_stats(folder: Path) -> dict[str, os.stat_result]:
     """Image files of a folder by name, with their stat (size and mtime tell a finished file)."""
     found = {}
     with os.scandir(folder) as entries:
@@ -103,7 +103,7 @@ class FolderSource:
 
     def _scan(self, initial: bool = False) -> None:
         try:
-            listing = list_images(self._folder)
+            listing = image_stats(self._folder)
         except OSError as e:
             raise CaptureError(f"camera.source {self.uri}: cannot list the folder ({e.strerror})") from e
         fresh = []
