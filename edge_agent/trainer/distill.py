@@ -18,7 +18,7 @@ from edge_agent.runtime.metrics import calibrate_threshold, classification_repor
 from edge_agent.trainer.checkpoint import load_model, save_model
 from edge_agent.trainer.fit import FitConfig, FitResult, fit, predict_probs
 from edge_agent.trainer.models import IMAGENET_MEAN, IMAGENET_STD, count_params, create_model
-from edge_agent.trainer.report import equal_overkill, gate, teacher_lead, write_report
+from edge_agent.trainer.report import choose_shipped, equal_overkill, gate, teacher_lead, write_report
 from edge_agent.trainer.report_pictures import mistakes
 from edge_agent.trainer.teacher_cache import TeacherViews, compute_teacher_views
 from edge_agent.trainer.tensors import ImageSet, Normalizer, distillation_rows, load_images, load_unlabeled
@@ -300,7 +300,9 @@ def finish(
         # full budget, escape first; its decision and its reasons are what ships.
         shipped, verdict = "student", f"Chosen by --tune on validation: {tuning['why']}"
     else:
-        shipped, verdict = choose_shipped(opts, models)
+        shipped, verdict = choose_shipped(
+            opts.ship, models["student"][2], models.get("baseline", (None, None, None))[2]
+        )
         if shipped == "student" and lam == 0:
             verdict = "The shipped student was trained without the teacher (λ = 0)."
     model, arch, _ = models[shipped]
@@ -378,24 +380,3 @@ def finish(
     report["gate"] = gate(report, opts.max_escape, opts.gates)
     write_report(opts.out, report, evaluations, histories, prep.splits.root)
     return report
-
-
-def choose_shipped(opts: DistillOptions, models: dict[str, tuple[nn.Module, str, FitResult | None]]) -> tuple[str, str]:
-    """Ship the distilled student, unless `--ship best` and the baseline beat it on validation."""
-    student_fit = models["student"][2]
-    if "baseline" not in models or student_fit is None:
-        return "student", "The distilled student was shipped (no baseline trained to compare against)."
-    baseline_fit = models["baseline"][2]
-    assert baseline_fit is not None
-    s, b = student_fit.best_val_accuracy, baseline_fit.best_val_accuracy
-    if b > s:
-        if opts.ship == "best":
-            return "baseline", (
-                f"The baseline (no teacher) beat the distilled student on validation ({b:.1%} vs "
-                f"{s:.1%}), so the baseline was shipped (--ship best)."
-            )
-        return "student", (
-            f"WARNING: the distilled student is worse than the baseline on validation ({s:.1%} vs "
-            f"{b:.1%}); it was shipped because --ship student. Use --ship best or --tune."
-        )
-    return "student", f"The distilled student was shipped: validation {s:.1%} vs baseline {b:.1%}."
