@@ -8,10 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edge_agent.cli.arguments import BACKENDS, DEVICES, positive_int, unit_interval
-
-# The one place the CLI's student default is written; DistillOptions holds the same (a test keeps them equal).
-DEFAULT_STUDENT = "mobilenet_v3_small"
+from edge_agent.cli.arguments import BACKENDS, positive_int
+from edge_agent.trainer_options import add_flags, options_from
 
 
 def register(commands: Any) -> None:
@@ -45,77 +43,7 @@ def register(commands: Any) -> None:
         "exit codes: 0 shipped, 3 written but a gate was missed, 2 bad input",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    distill.add_argument("data", type=Path, help="data set (train/<class>/... or MVTec AD layout)")
-    distill.add_argument("--out", type=Path, required=True, help="bundle folder to write (MODEL_DIR)")
-    add_training_flags(distill)
-    distill.add_argument("--student-arch", default=DEFAULT_STUDENT, help=f"torchvision name ({DEFAULT_STUDENT})")
-    distill.add_argument("--teacher", type=Path, help="reuse a trained teacher checkpoint (skip teacher training)")
-    distill.add_argument("--teacher-epochs", type=int, default=90, help="teacher epochs (90)")
-    distill.add_argument("--tau", type=float, default=4.0, help="distillation temperature τ (4)")
-    distill.add_argument("--lam", type=float, default=1.0, help="weight λ of the distillation term (1; 0 = no teacher)")
-    distill.add_argument("--feature-kd", action="store_true", help="also match features (FitNets hint, 1×1 adapter)")
-    distill.add_argument("--hint-weight", type=float, default=1.0, help="weight of the feature hint (1)")
-    distill.add_argument(
-        "--mixup", type=float, default=0.0, help="mix image pairs with Beta(a, a) weights for the students (0 = off)"
-    )
-    distill.add_argument(
-        "--teacher-views",
-        type=int,
-        default=8,
-        help="run the teacher once on N augmented views of each image and reuse its outputs "
-        "(8; 0 = run it on every batch; --mixup/--feature-kd always do)",
-    )
-    distill.add_argument("--baseline", action="store_true", help="also train the student without the teacher")
-    distill.add_argument("--tune", action="store_true", help="choose τ and λ (λ = 0 included) on validation")
-    distill.add_argument(
-        "--tune-budget",
-        type=float,
-        default=4.0,
-        help="tuning cost in full student trainings, the three full-length finalists included (4; at least 3)",
-    )
-    distill.add_argument("--unlabeled", type=Path, help="extra unlabelled images; the teacher labels them for KD")
-    distill.add_argument(
-        "--unlabeled-min-confidence",
-        type=float,
-        default=0.0,
-        help="keep unlabelled images the teacher is at least this sure of (0)",
-    )
-    distill.add_argument(
-        "--unlabeled-ratio",
-        type=float,
-        default=1.0,
-        help="unlabelled images in each batch per labelled image (1); an epoch stays one pass over the labelled",
-    )
-    distill.add_argument(
-        "--max-escape",
-        type=unit_interval,
-        default=0.01,
-        help="validation escape target for the threshold (0.01); missed: exit 3 after writing the report",
-    )
-    distill.add_argument(
-        "--fail-under",
-        type=unit_interval,
-        metavar="ACCURACY",
-        help="exit 3 (after the report) if test accuracy is lower",
-    )
-    distill.add_argument(
-        "--max-overkill",
-        type=unit_interval,
-        metavar="RATE",
-        help="exit 3 (after the report) if test overkill is higher",
-    )
-    distill.add_argument(
-        "--target-overkill", type=float, default=0.1, help="overkill at which --tune compares escape (0.1)"
-    )
-    distill.add_argument(
-        "--ship",
-        choices=("student", "best"),
-        default="student",
-        help="best: ship the baseline when it beats the distilled student on validation",
-    )
-    distill.add_argument("--int8", action="store_true", help="also quantize for CPU (kept only when it wins)")
-    distill.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoints")
-    distill.add_argument("--name", help="bundle name (folder name)")
+    add_flags(distill, "distill")
     distill.set_defaults(func=cmd_distill)
 
     teacher = sub.add_parser(
@@ -123,10 +51,7 @@ def register(commands: Any) -> None:
         help="train the teacher alone",
         description="Train the teacher and write RUN_DIR/teacher.pt for --teacher.",
     )
-    teacher.add_argument("data", type=Path, help="data set")
-    teacher.add_argument("--out", type=Path, required=True, help="run folder (RUN_DIR)")
-    add_training_flags(teacher, epochs=90, epochs_help="teacher epochs (90)")
-    teacher.add_argument("--resume", action="store_true", help="continue from RUN_DIR/teacher-last.pt")
+    add_flags(teacher, "teacher")
     teacher.set_defaults(func=cmd_teacher)
 
     export = sub.add_parser(
@@ -168,22 +93,6 @@ def register(commands: Any) -> None:
     engine.set_defaults(func=cmd_build_engine)
 
 
-def add_training_flags(
-    parser: argparse.ArgumentParser, epochs: int = 90, epochs_help: str = "student epochs (90)"
-) -> None:
-    parser.add_argument("--teacher-arch", default="resnet50", help="torchvision name (resnet50)")
-    parser.add_argument("--pretrained", action="store_true", help="start the teacher from ImageNet weights")
-    parser.add_argument("--epochs", type=int, default=epochs, help=epochs_help)
-    parser.add_argument("--image-size", type=int, default=128, help="network input size in pixels (128)")
-    parser.add_argument("--batch-size", type=int, default=32, help="batch size (32)")
-    parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of AdamW (0.002)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    parser.add_argument("--device", default="auto", choices=DEVICES, help="where to train (auto: cuda if present)")
-    parser.add_argument("--good-class", default="good", help="the passing class (good)")
-    parser.add_argument("--work-dir", type=Path, help="checkpoints folder (default: OUT.run beside OUT)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars (epoch lines stay)")
-
-
 def positive(name: str, value: float) -> None:
     from edge_agent.errors import BadInputError
 
@@ -204,75 +113,13 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def distill_options(args: argparse.Namespace, **overrides: Any) -> Any:
-    from edge_agent.trainer.distill import DistillOptions
-
-    for flag in ("epochs", "image_size", "batch_size", "lr"):
-        positive(f"--{flag.replace('_', '-')}", getattr(args, flag))
-    fields = {
-        k: getattr(args, k)
-        for k in (
-            "data",
-            "out",
-            "teacher_arch",
-            "pretrained",
-            "epochs",
-            "image_size",
-            "batch_size",
-            "lr",
-            "seed",
-            "device",
-            "good_class",
-            "work_dir",
-            "resume",
-        )
-        if hasattr(args, k)
-    }
-    # Bars only on a terminal: in a log file or CI they are carriage-return frames (an epoch line stays).
-    fields["progress"] = not args.no_progress and sys.stderr.isatty()
-    fields.update(overrides)
-    return DistillOptions(**fields)
-
-
 def cmd_distill(args: argparse.Namespace) -> int:
     from edge_agent.trainer.distill import run_distill
 
-    positive("--teacher-epochs", args.teacher_epochs)
-    positive("--tau", args.tau)
-    positive("--unlabeled-ratio", args.unlabeled_ratio)
-    if args.teacher_views < 0:
-        from edge_agent.errors import BadInputError
-
-        raise BadInputError(f"--teacher-views must be 0 or more, got {args.teacher_views}")
-    opts = distill_options(
-        args,
-        student_arch=args.student_arch,
-        teacher=args.teacher,
-        teacher_epochs=args.teacher_epochs,
-        tau=args.tau,
-        lam=args.lam,
-        feature_kd=args.feature_kd,
-        mixup=args.mixup,
-        teacher_views=args.teacher_views,
-        hint_weight=args.hint_weight,
-        baseline=args.baseline,
-        tune=args.tune,
-        tune_budget=args.tune_budget,
-        unlabeled=args.unlabeled,
-        unlabeled_min_confidence=args.unlabeled_min_confidence,
-        unlabeled_ratio=args.unlabeled_ratio,
-        max_escape=args.max_escape,
-        target_overkill=args.target_overkill,
-        ship=args.ship,
-        int8=args.int8,
-        name=args.name,
-        gates={
-            key: value
-            for key, value in (("fail_under", args.fail_under), ("max_overkill", args.max_overkill))
-            if value is not None
-        },
-    )
+    opts = options_from(args)
     report = run_distill(opts)
+    if report is None:  # one of torchrun's other processes: rank 0 reports
+        return 0
     print_summary(report)
     if report.get("gate"):
         print(f"edge-agent: {report['gate']}", file=sys.stderr)
@@ -307,21 +154,12 @@ def print_summary(report: dict[str, Any]) -> None:
 
 
 def cmd_teacher(args: argparse.Namespace) -> int:
-    from edge_agent.trainer.distill import prepare, train_teacher
+    from edge_agent.trainer.distill import run_teacher
 
-    opts = distill_options(args, teacher_epochs=args.epochs)
-    work = args.work_dir or args.out
-    args.out.mkdir(parents=True, exist_ok=True)
-    from edge_agent.trainer.distill import evaluate_model, pick_device
-
-    prep = prepare(opts, pick_device(args.device))
-    model, arch, _ = train_teacher(opts, prep, work)
-    if work != args.out:
-        import shutil
-
-        shutil.copy2(work / "teacher.pt", args.out / "teacher.pt")
-    ev = evaluate_model(model, prep.test, prep, 0.5)
-    print(f"teacher {arch}: test accuracy {ev['accuracy']:.1%}; checkpoint {args.out / 'teacher.pt'}")
+    trained = run_teacher(options_from(args))
+    if trained is not None:  # None: one of torchrun's other processes
+        arch, accuracy, checkpoint = trained
+        print(f"teacher {arch}: test accuracy {accuracy:.1%}; checkpoint {checkpoint}")
     return 0
 
 

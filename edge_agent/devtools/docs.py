@@ -121,9 +121,40 @@ def schemas() -> dict[str, str]:
     return out
 
 
+def trainer_options_reference() -> str:
+    """docs/trainer-options.md: every `trainer distill` / `trainer teacher` flag, from the one declaration."""
+    from dataclasses import MISSING, fields
+
+    from edge_agent.trainer_options import DistillOptions, flag_of
+
+    lines = [
+        "# Trainer options",
+        "",
+        "Generated from `edge_agent/trainer_options.py` by `make docs`; do not edit. Each option is declared",
+        "once there (type, default, help, check) and both the flags below and the Python API",
+        "(`DistillOptions`) come from that declaration. Commands: `distill` (`trainer distill`), `teacher`",
+        "(`trainer teacher`).",
+        "",
+        "| option | flag | default | commands | what it does |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for spec in fields(DistillOptions):
+        meta = spec.metadata
+        commands = meta["commands"]
+        flag = flag_of(spec.name, "distill")
+        if spec.type in ("bool",) and spec.default is True:
+            flag = f"--no-{flag[2:]}"
+        renamed = "; ".join(f"`{name}` in `{command}`" for command, name in meta.get("flags", {}).items())
+        default = "required" if spec.default is MISSING else f"`{spec.default}`"
+        what = meta["help"].replace("|", "\\|") + (f" (flag {renamed})" if renamed else "")
+        lines.append(f"| `{spec.name}` | `{flag}` | {default} | {', '.join(commands)} | {what} |")
+    return "\n".join(lines) + "\n"
+
+
 def generated_files() -> dict[Path, str]:
     files = {
         ROOT / "docs" / "configuration.md": configuration_reference(),
+        ROOT / "docs" / "trainer-options.md": trainer_options_reference(),
         ROOT / "edge_agent" / "agent" / "example.toml": example_config(),
     }
     for name, text in schemas().items():

@@ -97,7 +97,12 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     ("flags", "message"),
-    [(["--teacher-views", "-1"], "--teacher-views must be 0 or more"), (["--tau", "0"], "--tau must be positive")],
+    [
+        (["--teacher-views", "-1"], "--teacher-views -1: must be 0 or more"),
+        (["--tau", "0"], "--tau 0.0: must be greater than 0"),
+        (["--max-escape", "2"], "--max-escape 2.0: is outside 0..1"),
+        (["--patience", "-3"], "--patience -3: must be 0 or more"),
+    ],
 )
 def test_bad_distill_flags_are_one_line_and_exit_2(tmp_path, capsys, flags, message):
     pytest.importorskip("torch")

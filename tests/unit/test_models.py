@@ -49,11 +49,10 @@ def test_feature_channels_of_the_hint_stage():
 def test_the_default_student_is_at_least_ten_times_smaller_than_the_default_teacher():
     """The product's promise: a small student. Measured on real photographs (docs/benchmarks.md), the
     default MobileNetV3-Small takes 2 points over itself alone from a ResNet-18 teacher at 12 epochs."""
-    from edge_agent.cli.trainer_cmds import DEFAULT_STUDENT
-    from edge_agent.trainer.distill import DistillOptions
+    from edge_agent.cli import build_parser
+    from edge_agent.trainer_options import options_from
 
-    options = DistillOptions(data=Path("d"), out=Path("o"))
-    assert options.student_arch == DEFAULT_STUDENT
+    options = options_from(build_parser().parse_args(["trainer", "distill", "d", "--out", "o"]))
     student = count_params(create_model(options.student_arch, 5))
     teacher = count_params(create_model(options.teacher_arch, 5))
     assert student * 10 <= teacher

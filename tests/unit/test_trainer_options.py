@@ -1,0 +1,52 @@
+"""The trainer's options are declared once (edge_agent.trainer_options): the flags come from the fields."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from edge_agent.cli import build_parser
+from edge_agent.errors import BadInputError
+from edge_agent.trainer_options import DistillOptions, options_from
+
+
+def parse(*argv: str):
+    return options_from(build_parser().parse_args(list(argv)))
+
+
+def test_every_option_is_a_distill_flag_with_the_fields_default():
+    parsed = parse("trainer", "distill", "data", "--out", "bundle")
+    declared = DistillOptions(data=Path("data"), out=Path("bundle"), progress=parsed.progress)
+    assert parsed == declared
+    distill = build_parser()._subparsers._group_actions[0].choices["trainer"]
+    actions = distill._subparsers._group_actions[0].choices["distill"]._actions
+    dests = {a.dest for a in actions} - {"help"}
+    assert dests == {f.name for f in fields(DistillOptions)}
+
+
+def test_flags_reach_the_options_by_their_field_names():
+    opts = parse(
+        "trainer", "distill", "d", "--out", "o", "--student-arch", "mobilenet_v2", "--patience", "0",
+        "--fail-under", "0.9", "--unlabeled", "u", "--no-progress", "--baseline", "--weight-decay", "0",
+    )  # fmt: skip
+    assert (opts.student_arch, opts.patience, opts.weight_decay) == ("mobilenet_v2", 0, 0.0)
+    assert opts.gates == {"fail_under": 0.9}
+    assert opts.unlabeled == Path("u")
+    assert opts.baseline
+    assert not opts.progress
+
+
+def test_the_teacher_command_takes_its_epochs_as_teacher_epochs_and_no_student_flags():
+    opts = parse("trainer", "teacher", "d", "--out", "run", "--epochs", "7", "--teacher-arch", "resnet18")
+    assert (opts.teacher_epochs, opts.teacher_arch, opts.epochs) == (7, "resnet18", DistillOptions.epochs)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["trainer", "teacher", "d", "--out", "run", "--tau", "2"])
+
+
+def test_the_python_api_checks_what_the_flags_check():
+    with pytest.raises(BadInputError, match="--lam -1: must be 0 or more"):
+        DistillOptions(data=Path("d"), out=Path("o"), lam=-1)
+    with pytest.raises(BadInputError, match="--ship 'worst': choose one of student, best"):
+        DistillOptions(data=Path("d"), out=Path("o"), ship="worst")
