@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import torch
 from torch import nn
 
 from edge_agent.errors import BadInputError
+from edge_agent.fsutil import atomic_write_bytes
 from edge_agent.runtime.manifest import InputSpec
 from edge_agent.trainer.models import count_params, create_model
 
@@ -19,7 +21,7 @@ def save_model(
     path: Path, model: nn.Module, arch: str, classes: list[str], good_class: str, spec: InputSpec, **extra: Any
 ) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(
+    save_atomically(
         {
             "kind": KIND,
             "arch": arch,
@@ -32,6 +34,13 @@ def save_model(
         },
         path,
     )
+
+
+def save_atomically(state: dict[str, Any], path: Path) -> None:
+    """torch.save, but a crash mid-write leaves the previous file whole (--resume reads it)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:

@@ -1,12 +1,17 @@
-"""The training loop shared by teacher, student and baseline: one epoch line each, best-val selection."""
+"""The training loop shared by teacher, student and baseline: a train step, an epoch loop, epoch-end hooks.
+
+`fit` builds a `Loop` (model, optimiser, schedule, loss, where the teacher's outputs come from) and runs
+epochs until the budget is spent or a hook says stop (early stopping on a validation plateau is on by
+default); it returns the weights of the best validation epoch. Under torchrun the same loop runs data
+parallel (see distributed).
+"""
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +19,25 @@ import numpy as np
 import torch
 from torch import nn
 
+from edge_agent.trainer import distributed
+from edge_agent.trainer.hooks import (
+    EpochEnd,
+    FitResult,
+    Hook,
+    early_stopping,
+    keep_best,
+    keep_val_probs,
+    save_checkpoint,
+)
 from edge_agent.trainer.losses import DistillationLoss, FeatureHintLoss
-from edge_agent.trainer.models import feature_channels, feature_module, recalibrate_batchnorm
+from edge_agent.trainer.models import feature_channels, feature_module, head_parameters, recalibrate_batchnorm
 from edge_agent.trainer.teacher_cache import TeacherViews
-from edge_agent.trainer.tensors import ImageSet, Normalizer, apply_augment, augment, distillation_rows, to_unit
+from edge_agent.trainer.teaching import CachedTeacher, LiveTeacher, NoTeacher, Teaching
+from edge_agent.trainer.tensors import ImageSet, Normalizer, distillation_rows, to_unit
 
 log = logging.getLogger(__name__)
+
+__all__ = ["FitConfig", "FitResult", "fit", "predict_probs"]
 
 
 @dataclass
@@ -37,16 +55,11 @@ class FitConfig:
     progress: bool = True
     keep_val_probs: int = 0  # keep the validation probabilities of this many last epochs (for --tune)
     unlabeled_ratio: float = 1.0  # teacher-labelled unlabelled images added to a batch, per labelled image
-
-
-@dataclass
-class FitResult:
-    model: nn.Module
-    history: list[dict[str, float]] = field(default_factory=list)
-    best_epoch: int = 0
-    best_val_accuracy: float = 0.0
-    interrupted: bool = False
-    val_probs: list[np.ndarray] = field(default_factory=list)  # the last `keep_val_probs` epochs'
+    schedule: str = "cosine"  # "cosine": linear warm-up then cosine decay; "onecycle": torch's OneCycleLR
+    recalibrate_bn: bool = True  # exact BatchNorm statistics on clean images before each validation
+    patience: int = 0  # stop after this many epochs without validation progress (0: run every epoch)
+    backbone_lr_scale: float = 1.0  # fine-tuning: the backbone's learning rate as a fraction of `lr`
+    head_warmup_epochs: int = 0  # fine-tuning: epochs that train only the new head
 
 
 @torch.no_grad()
@@ -68,16 +81,33 @@ def mixup_pairs(n: int, alpha: float, generator: torch.Generator) -> tuple[float
     return mix, torch.randperm(n, generator=generator)
 
 
-def _schedule(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    warmup = max(1, total_steps // 20)
+def make_optimizer(
+    model: nn.Module, cfg: FitConfig, total_steps: int, steps_per_epoch: int, extra: list[nn.Parameter] | None = None
+) -> tuple[Any, Any]:
+    """AdamW and its per-step schedule. With `backbone_lr_scale` < 1 or a head warm-up (the fine-tuning
+    recipe for pretrained weights) the new head and the backbone are separate groups: the head learns at
+    `lr` from the start, the backbone waits out the warm-up and then moves at the smaller rate. `extra`
+    (a feature-hint adapter) learns with the head."""
+    head = {id(p) for p in head_parameters(model)}
+    groups = [{"params": [p for p in model.parameters() if id(p) in head] + (extra or []), "lr": cfg.lr}]
+    backbone = [p for p in model.parameters() if id(p) not in head]
+    groups.append({"params": backbone, "lr": cfg.lr * cfg.backbone_lr_scale})
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    held = cfg.head_warmup_epochs * steps_per_epoch
+    if cfg.schedule == "onecycle":
+        lrs = [group["lr"] for group in optimizer.param_groups]
+        return optimizer, torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lrs, total_steps=total_steps)
+    warmup = max(1, (total_steps - held) // 20)
 
-    def factor(step: int) -> float:
+    def cosine(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total_steps - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup))))
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    def after_head_warmup(step: int) -> float:
+        return 0.0 if step < held else cosine(step - held)
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, [cosine, after_head_warmup])
 
 
 def unlabeled_rows(
@@ -119,6 +149,184 @@ class _Tap:
         self.value = output
 
 
+def choose_teaching(
+    cfg: FitConfig, teacher: nn.Module | None, views: TeacherViews | None, device: torch.device, rows: int
+) -> Teaching:
+    """Cached views when they apply (plain KD), the live teacher otherwise, or no teacher."""
+    if teacher is None or (cfg.lam <= 0 and cfg.hint_weight <= 0):
+        return NoTeacher()
+    if views is not None and cfg.lam > 0 and cfg.hint_weight <= 0 and cfg.mixup <= 0:
+        if len(views) != rows:
+            raise ValueError(f"teacher_views cover {len(views)} images, training uses {rows}")
+        return CachedTeacher(views, device)
+    return LiveTeacher(teacher.to(device))
+
+
+class Loop:
+    """One model's training: the step, the epoch, and what an epoch's end is checked against."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train: ImageSet,
+        norm: Normalizer,
+        cfg: FitConfig,
+        teacher: nn.Module | None,
+        unlabeled: ImageSet | None,
+        views: TeacherViews | None,
+        label: str,
+    ) -> None:
+        self.model, self.norm, self.cfg, self.label = model, norm, cfg, label
+        self.device = norm.mean.device
+        model.to(self.device)
+        distilling = teacher is not None and cfg.lam > 0
+        self.images, self.labels = distillation_rows(train, unlabeled if distilling else None)
+        self.teaching = choose_teaching(cfg, teacher, views, self.device, len(self.images))
+        self.criterion = DistillationLoss(cfg.tau, cfg.lam if not isinstance(self.teaching, NoTeacher) else 0.0)
+        self.hint: FeatureHintLoss | None = None
+        self.taps: tuple[_Tap, _Tap] | None = None
+        if isinstance(self.teaching, LiveTeacher) and teacher is not None and cfg.hint_weight > 0:
+            size = int(train.images.shape[1])
+            channels = feature_channels(model, size), feature_channels(teacher, size)
+            self.hint = FeatureHintLoss(*channels).to(self.device)
+            self.taps = (_Tap(feature_module(model)), _Tap(feature_module(teacher)))
+        self.stepper = distributed.wrap(model, self.device)
+        self.hint_stepper = distributed.wrap(self.hint, self.device) if self.hint is not None else None
+        self.labelled = len(train)
+        self.steps_per_epoch = max(1, self.labelled // cfg.batch_size)
+        self.batch = distributed.local_batch(cfg.batch_size)
+        with_unlabeled = len(self.images) > self.labelled
+        self.extra_per_step = round(cfg.unlabeled_ratio * cfg.batch_size) if with_unlabeled else 0
+        self.optimizer, self.scheduler = make_optimizer(
+            model, cfg, self.steps_per_epoch * cfg.epochs, self.steps_per_epoch,
+            list(self.hint.parameters()) if self.hint is not None else None,
+        )  # fmt: skip
+        self.use_amp = self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.clean_batches = bn_batches(train, norm)
+
+    def step(self, index: torch.Tensor, generator: torch.Generator) -> list[float]:
+        """One optimiser step on the rows `index`: [loss, task, kd, hint, correct, seen] as sums."""
+        cfg = self.cfg
+        x01, teacher_logits = self.teaching.view(
+            to_unit(self.images[index].to(self.device)), index, generator, cfg.augment
+        )
+        x, y = self.norm.unit(x01), self.labels[index].to(self.device)
+        mix, partner = mixup_pairs(len(index), cfg.mixup, generator)
+        if partner is not None:
+            # Teacher and student see the same mixed image: the student matches the teacher's function
+            # between training images, not only at them.
+            x = mix * x + (1 - mix) * x[partner]
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+            if teacher_logits is None:
+                teacher_logits = self.teaching.logits(x)
+            logits = self.stepper(x)
+            parts = self.criterion(logits, teacher_logits, y)
+            if partner is not None:
+                # The KD term is the same for both labels, so mixing the two losses mixes only CE.
+                other = self.criterion(logits, teacher_logits, y[partner])
+                parts = {k: mix * parts[k] + (1 - mix) * other[k] for k in parts}
+            loss, hint_loss = parts["loss"], torch.zeros(())
+            if self.hint_stepper is not None and self.taps is not None:
+                hint_loss = self.hint_stepper(self.taps[0].value, self.taps[1].value)
+                loss = loss + cfg.hint_weight * hint_loss
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        mask = y >= 0
+        correct = int((logits.argmax(1)[mask] == y[mask]).sum())
+        values = (loss, parts["task_loss"], parts["kd_loss"], hint_loss)
+        return [float(v.detach()) for v in values] + [float(correct), float(mask.sum())]
+
+    def epoch(self, epoch: int, val: ImageSet) -> EpochEnd:
+        """One pass over the labelled images (this process's shard of it), then validation."""
+        cfg = self.cfg
+        generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch + 7919 * distributed.rank())
+        order = distributed.shard_order(self.labelled, cfg.seed, epoch)
+        self.model.train()
+        sums = [0.0] * 6
+        started = time.perf_counter()
+        steps: Any = range(self.steps_per_epoch)
+        if cfg.progress and distributed.is_main():
+            from tqdm import tqdm
+
+            steps = tqdm(steps, desc=f"{self.label} {epoch}/{cfg.epochs}", leave=False, unit="batch")
+        extra_local = 0
+        for step in steps:
+            index = order[step * self.batch : (step + 1) * self.batch]
+            if self.extra_per_step:
+                unlabeled = len(self.images) - self.labelled
+                drawn = unlabeled_rows(
+                    self.labelled, unlabeled, epoch, step, self.steps_per_epoch, self.extra_per_step, cfg.seed
+                )
+                extra = distributed.share(drawn)
+                extra_local = len(extra)
+                index = torch.cat([index, extra])
+            sums = [a + b for a, b in zip(sums, self.step(index, generator), strict=True)]
+        totals = distributed.summed(sums)
+        if cfg.recalibrate_bn:
+            # Exact BatchNorm statistics on clean images: the running averages lag in short runs.
+            recalibrate_batchnorm(self.model, self.clean_batches)
+        probs = distributed.from_main(predict_probs(self.model, val.images, self.norm))
+        val_labels = val.labels.numpy()
+        seconds = time.perf_counter() - started
+        images = self.steps_per_epoch * (self.batch + extra_local) * distributed.world_size()
+        row = {
+            "epoch": epoch,
+            "loss": totals[0] / (self.steps_per_epoch * distributed.world_size()),
+            "task_loss": totals[1] / (self.steps_per_epoch * distributed.world_size()),
+            "kd_loss": totals[2] / (self.steps_per_epoch * distributed.world_size()),
+            "hint_loss": totals[3] / (self.steps_per_epoch * distributed.world_size()),
+            "train_accuracy": totals[4] / max(1.0, totals[5]),
+            "val_accuracy": float((probs.argmax(1) == val_labels).mean()),
+            "val_loss": float(-np.log(probs[np.arange(len(val_labels)), val_labels] + 1e-12).mean()),
+            "seconds": seconds,
+            "images_per_s": images / seconds,
+        }
+        log.info(
+            "%s epoch %d/%d  loss %.3f (task %.3f, kd %.3f)  train acc %.3f  val acc %.3f  %.1fs",
+            self.label, epoch, cfg.epochs, row["loss"], row["task_loss"], row["kd_loss"],
+            row["train_accuracy"], row["val_accuracy"], seconds,
+        )  # fmt: skip
+        return EpochEnd(epoch, row, probs)
+
+    def state(self, result: FitResult) -> dict[str, Any]:
+        """Everything --resume needs to continue after the last finished epoch."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "hint": self.hint.state_dict() if self.hint else None,
+            "best_model": result.best_state,
+            "history": result.history,
+            "epoch": result.history[-1]["epoch"] if result.history else 0,
+            "best_epoch": result.best_epoch,
+            "best_val_accuracy": result.best_val_accuracy,
+            "best_val_loss": result.best_val_loss,
+            "val_probs": result.val_probs,
+            "stopped_early": result.stopped_early,
+        }
+
+    def restore(self, state: dict[str, Any], result: FitResult) -> int:
+        """Load a checkpoint written by `state`; the next epoch to run."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.hint is not None and state.get("hint"):
+            self.hint.load_state_dict(state["hint"])
+        result.best_state, result.history = state["best_model"], state["history"]
+        result.best_epoch, result.best_val_accuracy = state["best_epoch"], state["best_val_accuracy"]
+        result.best_val_loss = state.get("best_val_loss", float("inf"))
+        result.val_probs, result.stopped_early = state.get("val_probs", []), state.get("stopped_early")
+        return int(state["epoch"]) + 1
+
+    def close(self) -> None:
+        for tap in self.taps or ():
+            tap.handle.remove()
+
+
 def fit(
     model: nn.Module,
     train: ImageSet,
@@ -140,164 +348,29 @@ def fit(
     an epoch costs the same whether the plant hands over five hundred unlabelled images or fifty thousand.
     `teacher_views` (see teacher_cache) replaces running the teacher on every batch; it must cover the
     training images followed by the unlabelled ones, and is ignored without a teacher."""
-    device = norm.mean.device
-    model.to(device)
-    use_teacher = teacher is not None and (cfg.lam > 0 or cfg.hint_weight > 0)
-    criterion = DistillationLoss(cfg.tau, cfg.lam if use_teacher else 0.0)
-    hint: FeatureHintLoss | None = None
-    taps: tuple[_Tap, _Tap] | None = None
-    if use_teacher and teacher is not None:
-        teacher.to(device).eval()
-        if cfg.hint_weight > 0:
-            size = int(train.images.shape[1])
-            hint = FeatureHintLoss(feature_channels(model, size), feature_channels(teacher, size)).to(device)
-            taps = (_Tap(feature_module(model)), _Tap(feature_module(teacher)))
-    images, labels = distillation_rows(train, unlabeled if use_teacher and cfg.lam > 0 else None)
-    cached = teacher_views if use_teacher and cfg.lam > 0 and hint is None and cfg.mixup <= 0 else None
-    if cached is not None and len(cached) != len(images):
-        raise ValueError(f"teacher_views cover {len(cached)} images, training uses {len(images)}")
-    params = list(model.parameters()) + (list(hint.parameters()) if hint else [])
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    n_labelled = len(train)
-    steps_per_epoch = max(1, n_labelled // cfg.batch_size)
-    extra_per_step = round(cfg.unlabeled_ratio * cfg.batch_size) if len(images) > n_labelled else 0
-    scheduler = _schedule(optimizer, steps_per_epoch * cfg.epochs)
-    use_amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    loop = Loop(model, train, norm, cfg, teacher, unlabeled, teacher_views, label)
     result = FitResult(model=model)
-    best_state = copy.deepcopy(model.state_dict())
-    start_epoch = 1
+    hooks: list[Hook] = [keep_best, keep_val_probs(cfg.keep_val_probs), early_stopping(cfg.patience, label)]
+    if checkpoint is not None:
+        hooks.append(save_checkpoint(checkpoint, lambda: loop.state(result)))
+    first = 1
     if resume and checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if hint is not None and state.get("hint"):
-            hint.load_state_dict(state["hint"])
-        best_state, result.history = state["best_model"], state["history"]
-        result.best_epoch, result.best_val_accuracy = state["best_epoch"], state["best_val_accuracy"]
-        result.val_probs = state.get("val_probs", [])
-        start_epoch = state["epoch"] + 1
-        log.info("%s: resumed after epoch %d from %s", label, state["epoch"], checkpoint)
-    clean_batches = bn_batches(train, norm)
+        first = loop.restore(torch.load(checkpoint, map_location=loop.device, weights_only=False), result)
+        log.info("%s: resumed after epoch %d from %s", label, first - 1, checkpoint)
     try:
-        for epoch in range(start_epoch, cfg.epochs + 1):
-            generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-            order = torch.randperm(n_labelled, generator=generator)
-            model.train()
-            sums = {"loss": 0.0, "task_loss": 0.0, "kd_loss": 0.0, "hint_loss": 0.0}
-            correct = seen = 0
-            started = time.perf_counter()
-            batches = range(steps_per_epoch)
-            if cfg.progress:
-                from tqdm import tqdm
-
-                batches = tqdm(batches, desc=f"{label} {epoch}/{cfg.epochs}", leave=False, unit="batch")
-            for step in batches:
-                index = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-                if extra_per_step:
-                    extra = unlabeled_rows(
-                        n_labelled, len(images) - n_labelled, epoch, step, steps_per_epoch, extra_per_step, cfg.seed
-                    )
-                    index = torch.cat([index, extra])
-                x01 = to_unit(images[index].to(device))
-                cached_logits = None
-                if cached is not None:
-                    view, cached_logits = cached.pick(index, generator)
-                    x01 = apply_augment(x01, view)
-                    cached_logits = cached_logits.to(device)
-                elif cfg.augment:
-                    x01 = augment(x01, generator)
-                x, y = norm.unit(x01), labels[index].to(device)
-                mix, partner = mixup_pairs(len(index), cfg.mixup, generator)
-                if partner is not None:
-                    # Teacher and student see the same mixed image: the student matches the teacher's
-                    # function between training images, not only at them.
-                    x = mix * x + (1 - mix) * x[partner]
-                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                    teacher_logits = cached_logits
-                    if teacher_logits is None and use_teacher and teacher is not None:
-                        with torch.no_grad():
-                            teacher_logits = teacher(x)
-                    logits = model(x)
-                    parts = criterion(logits, teacher_logits, y)
-                    if partner is not None:
-                        # The KD term is the same for both labels, so mixing the two losses mixes only CE.
-                        other = criterion(logits, teacher_logits, y[partner])
-                        parts = {k: mix * parts[k] + (1 - mix) * other[k] for k in parts}
-                    loss = parts["loss"]
-                    if hint is not None and taps is not None:
-                        hint_loss = hint(taps[0].value, taps[1].value)
-                        loss = loss + cfg.hint_weight * hint_loss
-                        sums["hint_loss"] += float(hint_loss.detach())
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                sums["loss"] += float(loss.detach())
-                sums["task_loss"] += float(parts["task_loss"].detach())
-                sums["kd_loss"] += float(parts["kd_loss"].detach())
-                mask = y >= 0
-                correct += int((logits.argmax(1)[mask] == y[mask]).sum())
-                seen += int(mask.sum())
-            # Exact BatchNorm statistics on clean images: the running averages lag in short runs.
-            recalibrate_batchnorm(model, clean_batches)
-            probs = predict_probs(model, val.images, norm)
-            val_labels = val.labels.numpy()
-            val_acc = float((probs.argmax(1) == val_labels).mean())
-            val_loss = float(-np.log(probs[np.arange(len(val_labels)), val_labels] + 1e-12).mean())
-            row = {k: v / steps_per_epoch for k, v in sums.items()}
-            row.update(
-                epoch=epoch,
-                train_accuracy=correct / max(1, seen),
-                val_accuracy=val_acc,
-                val_loss=val_loss,
-                seconds=time.perf_counter() - started,
-                images_per_s=steps_per_epoch * (cfg.batch_size + extra_per_step) / (time.perf_counter() - started),
-            )
-            result.history.append(row)
-            if epoch > cfg.epochs - cfg.keep_val_probs:
-                result.val_probs.append(probs)
-            if val_acc > result.best_val_accuracy or epoch == 1:
-                result.best_epoch, result.best_val_accuracy = epoch, val_acc
-                best_state = copy.deepcopy(model.state_dict())
-            log.info(
-                "%s epoch %d/%d  loss %.3f (task %.3f, kd %.3f)  train acc %.3f  val acc %.3f  %.1fs",
-                label,
-                epoch,
-                cfg.epochs,
-                row["loss"],
-                row["task_loss"],
-                row["kd_loss"],
-                row["train_accuracy"],
-                val_acc,
-                row["seconds"],
-            )
-            if checkpoint is not None:
-                checkpoint.parent.mkdir(parents=True, exist_ok=True)
-                torch.save(
-                    {
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "hint": hint.state_dict() if hint else None,
-                        "best_model": best_state,
-                        "history": result.history,
-                        "epoch": epoch,
-                        "best_epoch": result.best_epoch,
-                        "best_val_accuracy": result.best_val_accuracy,
-                        "val_probs": result.val_probs,
-                    },
-                    checkpoint,
-                )
+        for epoch in range(first, cfg.epochs + 1):
+            if result.stopped_early:
+                break
+            end = loop.epoch(epoch, val)
+            result.history.append(end.row)
+            for hook in hooks:
+                result.stopped_early = hook(result, end) or result.stopped_early
     except KeyboardInterrupt:
         result.interrupted = True
         log.warning("%s: interrupted; the last finished epoch is saved in %s", label, checkpoint)
     finally:
-        if taps:
-            for tap in taps:
-                tap.handle.remove()
-    model.load_state_dict(best_state)
+        loop.close()
+    if result.best_state:
+        model.load_state_dict(result.best_state)
     model.eval()
     return result

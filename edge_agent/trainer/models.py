@@ -60,6 +60,12 @@ def recalibrate_batchnorm(model: nn.Module, batches: list[torch.Tensor]) -> None
     model.train(was_training)
 
 
+def head_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The classifier's last Linear layer (the one replace_head swaps in for pretrained weights)."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return list(linears[-1].parameters()) if linears else []
+
+
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

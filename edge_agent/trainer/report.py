@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +232,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "Escape = defective parts judged pass; overkill = good parts judged fail; both at the calibrated threshold.",
     ]
+    lines += _budget_section(report, models)
     if report.get("teacher_lead"):
         lines += ["", report["teacher_lead"]]
     if report.get("equal_overkill"):
@@ -274,6 +276,28 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "![test scores by class, with the threshold](scores.png)"]
     lines += ["", "![training curves](curves.png)", ""]
     return "\n".join(lines)
+
+
+def _budget_section(report: dict[str, Any], models: Sequence[str]) -> list[str]:
+    """How much of its epoch budget each trained model used, and how soon it was nearly there."""
+    trained = [m for m in models if report[m].get("epochs_run")]
+    if not trained:
+        return []
+    lines = [
+        "",
+        "## Training budget",
+        "",
+        "| model | epochs run | best epoch | 95 % of its best val accuracy at | seconds | stopped |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for m in trained:
+        r, at = report[m], report[m].get("time_to_95") or {}
+        reached = f"epoch {at['epoch']} ({at['seconds']:.0f} s)" if at else "—"
+        stopped = "early: " + r["stopped_early"] if r.get("stopped_early") else "at the last epoch"
+        lines.append(
+            f"| {m} | {r['epochs_run']} | {r['best_epoch']} | {reached} | {r['train_seconds']:.0f} | {stopped} |"
+        )
+    return lines
 
 
 def gate(report: dict[str, Any], max_escape: float, gates: dict[str, float]) -> str | None:

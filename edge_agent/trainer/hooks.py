@@ -1,0 +1,123 @@
+"""Epoch-end hooks of `fit`: each sees the finished epoch and may say why training should stop.
+
+They read what the epoch loop keeps (`FitResult.history`, the validation probabilities) and nothing
+else, so a resumed run rebuilds their state from its checkpoint's history.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from edge_agent.trainer import distributed
+from edge_agent.trainer.checkpoint import save_atomically
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FitResult:
+    model: nn.Module
+    history: list[dict[str, float]] = field(default_factory=list)  # one row per epoch (see fit.epoch_row)
+    best_epoch: int = 0
+    best_val_accuracy: float = 0.0
+    best_val_loss: float = float("inf")
+    best_state: dict[str, Any] = field(default_factory=dict)
+    interrupted: bool = False
+    stopped_early: str | None = None  # why the epoch loop ended before its last epoch
+    val_probs: list[np.ndarray] = field(default_factory=list)  # the last `keep_val_probs` epochs'
+
+
+@dataclass
+class EpochEnd:
+    epoch: int
+    row: dict[str, float]
+    val_probs: np.ndarray
+
+
+# A hook: the result so far and the epoch just finished → a reason to stop, or None.
+Hook = Callable[[FitResult, EpochEnd], str | None]
+
+
+def keep_best(result: FitResult, end: EpochEnd) -> str | None:
+    """The weights of the best validation epoch (accuracy, then loss on a tie) are what `fit` returns."""
+    acc, loss = end.row["val_accuracy"], end.row["val_loss"]
+    better = acc > result.best_val_accuracy or (acc == result.best_val_accuracy and loss < result.best_val_loss)
+    if better or not result.best_state:
+        result.best_epoch, result.best_val_accuracy, result.best_val_loss = end.epoch, acc, loss
+        result.best_state = copy.deepcopy(result.model.state_dict())
+    return None
+
+
+def keep_val_probs(last: int) -> Hook:
+    """Keep the validation probabilities of the last `last` epochs run (--tune averages them)."""
+
+    def hook(result: FitResult, end: EpochEnd) -> str | None:
+        if last > 0:
+            result.val_probs = [*result.val_probs, end.val_probs][-last:]
+        return None
+
+    return hook
+
+
+def epochs_without_progress(history: list[dict[str, float]], min_loss_drop: float = 0.01) -> int:
+    """Epochs since validation last made progress: a new best accuracy, or a validation loss at least
+    `min_loss_drop` (relative) under the best so far. Loss counts because accuracy on a few hundred
+    images moves in coarse steps while the model still improves."""
+    best_acc, best_loss, last = -1.0, float("inf"), 0
+    for row in history:
+        progressed = row["val_accuracy"] > best_acc or row["val_loss"] < best_loss * (1 - min_loss_drop)
+        best_acc, best_loss = max(best_acc, row["val_accuracy"]), min(best_loss, row["val_loss"])
+        if progressed:
+            last = int(row["epoch"])
+    return int(history[-1]["epoch"]) - last if history else 0
+
+
+def early_stopping(patience: int, label: str) -> Hook:
+    """Stop when validation has not progressed for `patience` epochs (0: never)."""
+
+    def hook(result: FitResult, end: EpochEnd) -> str | None:
+        stale = epochs_without_progress(result.history)
+        if patience <= 0 or stale < patience:
+            return None
+        reason = (
+            f"early stop after epoch {end.epoch}: no validation progress for {stale} epochs "
+            f"(--patience {patience}); best epoch {result.best_epoch}, val acc {result.best_val_accuracy:.3f}"
+        )
+        log.info("%s: %s", label, reason)
+        return reason
+
+    return hook
+
+
+def save_checkpoint(path: Path, state_of: Callable[[], dict[str, Any]]) -> Hook:
+    """After every epoch, what --resume needs (rank 0 only: the copies hold the same weights)."""
+
+    def hook(result: FitResult, end: EpochEnd) -> str | None:
+        if distributed.is_main():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_atomically(state_of(), path)
+        return None
+
+    return hook
+
+
+def time_to_fraction(history: list[dict[str, float]], fraction: float = 0.95) -> dict[str, float] | None:
+    """The first epoch whose validation accuracy reached `fraction` of the best, with the training
+    seconds spent until then: how much of the budget the model actually needed."""
+    if not history:
+        return None
+    target = fraction * max(row["val_accuracy"] for row in history)
+    spent = 0.0
+    for row in history:
+        spent += row["seconds"]
+        if row["val_accuracy"] >= target:
+            return {"epoch": int(row["epoch"]), "seconds": round(spent, 1), "of_epochs": len(history)}
+    return None

@@ -1,0 +1,48 @@
+"""What a trained model's results look like in report.json, as a typed record."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from torch import nn
+
+from edge_agent.trainer.hooks import FitResult, time_to_fraction
+from edge_agent.trainer.models import count_params
+
+
+@dataclass
+class ModelSummary:
+    arch: str
+    params: int
+    test_accuracy: float
+    escape_rate: float
+    overkill_rate: float
+    per_class: dict[str, Any]
+    best_epoch: int | None  # None: loaded, not trained in this run
+    best_val_accuracy: float | None
+    epochs_run: int | None
+    train_seconds: float | None
+    stopped_early: str | None  # why training ended before its last epoch (early stopping), if it did
+    time_to_95: dict[str, float] | None  # first epoch at 95 % of the best validation accuracy, seconds until then
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def summarize(arch: str, model: nn.Module, evaluation: dict[str, Any], result: FitResult | None) -> ModelSummary:
+    history = result.history if result else []
+    return ModelSummary(
+        arch=arch,
+        params=count_params(model),
+        test_accuracy=evaluation["accuracy"],
+        escape_rate=evaluation["escape_rate"],
+        overkill_rate=evaluation["overkill_rate"],
+        per_class=evaluation["per_class"],
+        best_epoch=result.best_epoch if result else None,
+        best_val_accuracy=result.best_val_accuracy if result else None,
+        epochs_run=len(history) if result else None,
+        train_seconds=round(sum(row["seconds"] for row in history), 1) if result else None,
+        stopped_early=result.stopped_early if result else None,
+        time_to_95=time_to_fraction(history) if result else None,
+    )

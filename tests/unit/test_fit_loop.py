@@ -1,0 +1,87 @@
+"""The training loop's parts: early stopping on a plateau, time to 95 %, the fine-tuning recipe."""
+
+import logging
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from torch import nn  # noqa: E402
+
+from edge_agent.runtime.manifest import InputSpec  # noqa: E402
+from edge_agent.trainer.fit import FitConfig, fit, make_optimizer  # noqa: E402
+from edge_agent.trainer.hooks import epochs_without_progress, time_to_fraction  # noqa: E402
+from edge_agent.trainer.tensors import ImageSet, Normalizer  # noqa: E402
+
+SPEC = InputSpec(size=(8, 8), color="RGB", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), resize="stretch")
+
+
+def rows(*accuracy_loss: tuple[float, float], seconds: float = 2.0) -> list[dict[str, float]]:
+    return [
+        {"epoch": i + 1, "val_accuracy": acc, "val_loss": loss, "seconds": seconds}
+        for i, (acc, loss) in enumerate(accuracy_loss)
+    ]
+
+
+def tiny_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+
+
+def tiny_data(n: int = 24) -> ImageSet:
+    images = torch.randint(0, 256, (n, 8, 8, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    return ImageSet(images, torch.arange(n) % 3, [], [])
+
+
+def test_progress_is_a_new_best_accuracy_or_a_clearly_lower_loss():
+    assert epochs_without_progress(rows((0.5, 1.0), (0.6, 0.9), (0.6, 0.9), (0.6, 0.9))) == 2
+    # Accuracy flat but the loss still falling by more than 1 %: the model is still learning.
+    assert epochs_without_progress(rows((0.5, 1.0), (0.5, 0.8), (0.5, 0.6))) == 0
+    # A loss that creeps down by less than 1 % a step is a plateau.
+    assert epochs_without_progress(rows((0.5, 1.0), (0.5, 0.995), (0.5, 0.991), (0.4, 0.99))) == 3
+    assert epochs_without_progress([]) == 0
+
+
+def test_time_to_95_percent_counts_the_seconds_up_to_that_epoch():
+    history = rows((0.5, 1), (0.9, 1), (0.96, 1), (1.0, 1), seconds=3.0)
+    assert time_to_fraction(history) == {"epoch": 3, "seconds": 9.0, "of_epochs": 4}
+    assert time_to_fraction([]) is None
+
+
+def test_a_plateau_stops_training_says_why_and_keeps_the_best_weights(caplog):
+    data, norm = tiny_data(), Normalizer(SPEC, torch.device("cpu"))
+    # lr 0: nothing can change, so validation never progresses after the first epoch.
+    cfg = FitConfig(epochs=20, batch_size=8, lr=0.0, progress=False, patience=3, recalibrate_bn=False)
+    with caplog.at_level(logging.INFO):
+        result = fit(tiny_model(), data, data, norm, cfg, label="flat")
+    assert len(result.history) == 4  # epoch 1, then three without progress
+    assert result.stopped_early is not None
+    assert "no validation progress for 3 epochs (--patience 3)" in result.stopped_early
+    assert "flat: early stop after epoch 4" in caplog.text
+
+
+def test_patience_0_runs_every_epoch():
+    data, norm = tiny_data(), Normalizer(SPEC, torch.device("cpu"))
+    cfg = FitConfig(epochs=5, batch_size=8, lr=0.0, progress=False, patience=0)
+    result = fit(tiny_model(), data, data, norm, cfg)
+    assert len(result.history) == 5
+    assert result.stopped_early is None
+
+
+def test_the_fine_tuning_recipe_trains_the_head_alone_first_then_the_backbone_slower():
+    model = tiny_model()
+    cfg = FitConfig(epochs=3, lr=1e-2, backbone_lr_scale=0.1, head_warmup_epochs=1)
+    optimizer, schedule = make_optimizer(model, cfg, total_steps=30, steps_per_epoch=10)
+    head, backbone = optimizer.param_groups
+    assert [p.shape for p in head["params"]] == [torch.Size([3, 4]), torch.Size([3])]
+    assert backbone["lr"] == 0.0  # warm-up: the pretrained features wait for a head that makes sense
+    assert head["lr"] > 0
+    for _ in range(15):
+        optimizer.step()
+        schedule.step()
+    assert 0 < backbone["lr"] <= 0.1 * cfg.lr + 1e-12  # its own warm-up and decay, at a tenth of the peak
+
+
+def test_without_fine_tuning_every_parameter_learns_at_the_same_rate():
+    optimizer, _ = make_optimizer(tiny_model(), FitConfig(epochs=2, lr=1e-2), total_steps=20, steps_per_epoch=10)
+    assert len({group["lr"] for group in optimizer.param_groups}) == 1
