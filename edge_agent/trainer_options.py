@@ -85,10 +85,11 @@ class DistillOptions:
     )  # fmt: skip
     weight_decay: float = opt(5e-4, "AdamW weight decay", check=not_negative, commands=BOTH)
     backbone_lr_scale: float = opt(
-        0.1, "with --pretrained: backbone learning rate as a fraction of --lr", check=positive, commands=BOTH
-    )
+        1.0, "with --pretrained: backbone learning rate as a fraction of --lr (1: as fast as the new head; "
+        "0.1 cost 13 points on textured parts, docs/benchmarks.md)", check=positive, commands=BOTH,
+    )  # fmt: skip
     head_warmup_epochs: int = opt(
-        1, "with --pretrained: epochs that train only the new head first", check=not_negative, commands=BOTH
+        0, "with --pretrained: epochs that train only the new head first", check=not_negative, commands=BOTH
     )
     tau: float = opt(4.0, "distillation temperature τ", check=positive)
     lam: float = opt(1.0, "weight λ of the distillation term (0 = no teacher)", check=not_negative)

@@ -1,8 +1,7 @@
 """Rebuild models/demo: the small bundle shipped in the repository so `run` and `predict` work before training.
 
 Made by `trainer distill --tune --unlabeled` on synthetic data (64 px), like any user bundle; its training run
-stays out of the tree. The student is MobileNetV3-Small, not the default MobileNetV3-Large, so the bundle
-stays a few MB in git (6 MB instead of 17).
+stays out of the tree. The student is the default MobileNetV3-Small, so the bundle stays a few MB in git.
 """
 
 from __future__ import annotations
