@@ -18,10 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from splits import decoded, test_accuracy  # benchmarks/splits.py (scripts run from benchmarks/)
 
 from edge_agent.trainer import tensors
-from edge_agent.trainer.distill import DistillOptions, prepare
-from edge_agent.trainer.fit import FitConfig, fit, predict_probs
+from edge_agent.trainer.fit import FitConfig, fit
 from edge_agent.trainer.models import create_model
 
 ORIGINAL = tensors.sample_augment
@@ -57,8 +57,7 @@ def main() -> int:
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args()
-    prep = prepare(DistillOptions(data=args.data, out=Path("unused"), image_size=args.image_size), torch.device("cpu"))
-    labels = prep.test.labels.numpy()
+    prep = decoded(args.data, args.image_size)
     for name in args.variants:
         sampler, augment = VARIANTS[name]
         tensors.sample_augment = sampler  # `augment` looks it up at call time
@@ -66,7 +65,7 @@ def main() -> int:
         model = create_model(args.arch, len(prep.splits.classes))
         started = time.perf_counter()
         fit(model, prep.train, prep.val, prep.norm, FitConfig(epochs=args.epochs, augment=augment, progress=False))
-        accuracy = float((predict_probs(model, prep.test.images, prep.norm).argmax(1) == labels).mean())
+        accuracy = test_accuracy(model, prep)
         row = {"data": args.data.name, "arch": args.arch, "epochs": args.epochs, "variant": name}
         print(json.dumps({**row, "test_accuracy": round(accuracy, 4), "seconds": round(time.perf_counter() - started)}))
     tensors.sample_augment = ORIGINAL

@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 import torch
+from splits import decoded, test_accuracy  # benchmarks/splits.py (scripts run from benchmarks/)
 
-from edge_agent.trainer.distill import DistillOptions, prepare
-from edge_agent.trainer.fit import FitConfig, fit, predict_probs
+from edge_agent.trainer.fit import FitConfig, fit
 from edge_agent.trainer.models import fix_batchnorm_momentum
 
 RECIPES = {
@@ -57,8 +57,7 @@ def main() -> int:
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     args = parser.parse_args()
-    prep = prepare(DistillOptions(data=args.data, out=Path("unused"), image_size=args.image_size), torch.device("cpu"))
-    labels = prep.test.labels.numpy()
+    prep = decoded(args.data, args.image_size)
     for recipe in args.recipes:
         pretrained, changes = RECIPES[recipe]
         torch.manual_seed(0)
@@ -66,7 +65,7 @@ def main() -> int:
         cfg = FitConfig(epochs=args.epochs, progress=False, **changes)
         started = time.perf_counter()
         result = fit(model, prep.train, prep.val, prep.norm, cfg, label=recipe)
-        accuracy = float((predict_probs(model, prep.test.images, prep.norm).argmax(1) == labels).mean())
+        accuracy = test_accuracy(model, prep)
         print(json.dumps({
             "data": args.data.name, "model": args.model, "recipe": recipe, "epochs": args.epochs,
             "test_accuracy": round(accuracy, 4), "best_epoch": result.best_epoch,

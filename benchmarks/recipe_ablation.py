@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from splits import decoded, test_accuracy  # benchmarks/splits.py (scripts run from benchmarks/)
 
-from edge_agent.trainer.distill import DistillOptions, prepare
-from edge_agent.trainer.fit import FitConfig, fit, predict_probs
+from edge_agent.trainer.distill import DistillOptions
+from edge_agent.trainer.fit import FitConfig, fit
 from edge_agent.trainer.models import count_params, create_model
 from edge_agent.trainer.teacher_cache import compute_teacher_views
 
@@ -68,11 +69,8 @@ def main() -> int:
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--variants", nargs="+", default=list(CHANGES))
     args = parser.parse_args()
-    prep = prepare(DistillOptions(data=args.data, out=Path("unused"), image_size=args.image_size), torch.device("cpu"))
-    classes, labels = len(prep.splits.classes), prep.test.labels.numpy()
-
-    def accuracy(model: torch.nn.Module) -> float:
-        return round(float((predict_probs(model, prep.test.images, prep.norm).argmax(1) == labels).mean()), 4)
+    prep = decoded(args.data, args.image_size)
+    classes = len(prep.splits.classes)
 
     saved = args.data / f".teacher-{args.teacher_arch}-{args.epochs}e-{args.image_size}px.pt"
     teacher = create_model(args.teacher_arch, classes)
@@ -85,7 +83,7 @@ def main() -> int:
         torch.save(teacher.state_dict(), saved)
         seconds = round(time.perf_counter() - started)
         row = {"data": args.data.name, "variant": "teacher", "arch": args.teacher_arch, "seconds": seconds}
-        print(json.dumps({**row, "test_accuracy": accuracy(teacher)}), flush=True)
+        print(json.dumps({**row, "test_accuracy": test_accuracy(teacher, prep)}), flush=True)
     teacher.eval()
     views = compute_teacher_views(teacher, prep.train.images, prep.norm, 8, 0)
     for variant in args.variants:
@@ -99,7 +97,7 @@ def main() -> int:
                      teacher_views=views if cached else None, label=variant)  # fmt: skip
         print(json.dumps({
             "data": args.data.name, "variant": variant, "arch": arch, "params": count_params(model),
-            "epochs": args.epochs, "test_accuracy": accuracy(model), "best_epoch": result.best_epoch,
+            "epochs": args.epochs, "test_accuracy": test_accuracy(model, prep), "best_epoch": result.best_epoch,
             "final_train_accuracy": round(result.history[-1]["train_accuracy"], 4),
             "seconds": round(time.perf_counter() - started),
         }), flush=True)  # fmt: skip
