@@ -19,6 +19,7 @@ from edge_agent.errors import BadInputError
 
 Check = Callable[[Any], str | None]  # a problem with the value, or None
 BOTH = ("distill", "teacher")
+METAVARS: dict[type, str] = {int: "N", float: "X", Path: "PATH", str: "NAME"}
 DISTILL = ("distill",)
 
 
@@ -189,7 +190,7 @@ def add_flags(parser: argparse.ArgumentParser, command: str) -> None:
             shown = f" ({spec.default})" if meta["show_default"] and spec.default not in (None, MISSING) else ""
             parser.add_argument(
                 flag, dest=spec.name, type=kind, default=spec.default, choices=meta["choices"],
-                metavar=meta["metavar"], help=meta["help"] + shown,
+                metavar=meta["metavar"] or (None if meta["choices"] else METAVARS.get(kind)), help=meta["help"] + shown,
             )  # fmt: skip
 
 
