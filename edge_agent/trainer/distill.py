@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -57,7 +56,8 @@ class Prepared:
 
 
 def prepare(opts: DistillOptions, device: torch.device) -> Prepared:
-    torch.set_num_threads(os.cpu_count() or 1)
+    # Threads per process: all the cores alone, a share of them under torchrun (distributed.threads).
+    torch.set_num_threads(distributed.threads())
     splits = load_dataset(opts.data, opts.good_class, seed=opts.seed)
     spec = input_spec(opts.image_size)
     sets = {s: load_images(getattr(splits, s), spec, s) for s in ("train", "val", "test")}

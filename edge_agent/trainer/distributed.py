@@ -49,14 +49,19 @@ def start(device: torch.device) -> torch.device:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    local_size = int(os.environ.get("LOCAL_WORLD_SIZE", str(size)))
-    # N copies on one box share its cores: oversubscribed threads slow every copy down many times over.
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_size))
+    torch.set_num_threads(threads())
     if dist.get_rank() != 0:
         logging.getLogger("edge_agent").setLevel(logging.WARNING)  # one log: rank 0's
     else:
         log.info("distributed: %d processes (%s), %s", size, dist.get_backend(), device)
     return device
+
+
+def threads() -> int:
+    """CPU threads for this process: N copies on one box share its cores (oversubscribed threads slow
+    every copy down many times over)."""
+    local_size = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+    return max(1, (os.cpu_count() or 1) // max(1, local_size))
 
 
 def stop() -> None:
