@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[trainer,dev]'
+	$(PY) -m pip install -q -e '.[trainer,dev,photos]'
 	touch $(STAMP)
 
 ## demo: synthetic data → distil → bundle → broker → agent → MES subscriber → summary

@@ -1,4 +1,4 @@
-"""`make demo`: synthetic data → distil → bundle → private broker → agent → MES subscriber → summary.
+"""`make demo`: real photographs with defects → distil → bundle → private broker → agent → MES subscriber → summary.
 
 Everything runs through the real CLI, as a user would run it; outputs go to demo-out/.
 """
@@ -51,10 +51,24 @@ def stream_folder(data: Path, target: Path, seed: int) -> dict[str, str]:
     return truth
 
 
+def unlabeled_folder(source: Path, target: Path) -> int:
+    """Every image of a second data set in one flat folder without labels: what a plant has plenty of
+    (frames from the line nobody sorted), and what the teacher labels for the student (--unlabeled)."""
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    images = sorted(source.glob("*/*/*.png"))
+    for i, path in enumerate(images):
+        shutil.copyfile(path, target / f"frame_{i:05d}.png")
+    shutil.rmtree(source)
+    return len(images)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=ROOT / "demo-out")
-    parser.add_argument("--per-class", type=int, default=120)
+    parser.add_argument("--per-class", type=int, default=100, help="labelled training images per class")
+    parser.add_argument("--unlabeled-per-class", type=int, default=100, help="of the unlabelled frames (0: none)")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--teacher-epochs", type=int, default=30)
     parser.add_argument("--epochs", type=int, default=30)
@@ -63,11 +77,18 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
 
-    step("1/5 synthetic surface-defect images (brushed, cast, woven; scratch, crack, stain, pit)")
+    step("1/5 real photographs (brick, gravel) with scratches, cracks, stains and pits from defect-synthesis")
     data = out / "data"
     if data.exists():
         shutil.rmtree(data)
-    run("trainer", "synth", str(data), "--per-class", str(args.per_class), "--image-size", str(args.image_size))
+    size = ("--image-size", str(args.image_size))
+    run("trainer", "photos", str(data), "--per-class", str(args.per_class), *size)
+    unlabeled: list[str] = []
+    if args.unlabeled_per_class:
+        frames, drawn = out / "unlabeled", out / "unlabeled.tmp"
+        run("trainer", "photos", str(drawn), "--per-class", str(args.unlabeled_per_class), "--seed", "1", *size)
+        print(f"{unlabeled_folder(drawn, frames)} unlabelled frames in {frames}", flush=True)
+        unlabeled = ["--unlabeled", str(frames)]
 
     # The default student (MobileNetV3-Small) from a ResNet-18 teacher: the recipe a user gets, in minutes.
     step("2/5 distil: ResNet-18 teacher → MobileNetV3-Small student (+ the same student alone, for comparison)")
@@ -89,6 +110,7 @@ def main() -> int:
         "--image-size",
         str(args.image_size),
         "--baseline",
+        *unlabeled,
         "--ship",
         "best",
         "--max-escape",
@@ -103,8 +125,8 @@ def main() -> int:
     )
     if gate == EXIT_GATE:
         print(
-            "the gate fired (exit 3): a few minutes of training on a 2-core CPU do not make a bundle fit for a line; "
-            "the demo goes on to show the rest of the pipeline with it",
+            "the gate fired (exit 3): this bundle missed the demo's bar (85 % accuracy, 10 % overkill); "
+            "report.md says where; the demo goes on to show the rest of the pipeline with it",
             flush=True,
         )
 

@@ -32,6 +32,24 @@ def register(commands: Any) -> None:
     synth.add_argument("--seed", type=int, default=0, help="random seed (0)")
     synth.set_defaults(func=cmd_synth)
 
+    photos = sub.add_parser(
+        "photos",
+        help="write a defect data set from real photographs (needs the photos extra)",
+        description="Crop texture photographs (scikit-image's brick, gravel, grass) and draw scratches, "
+        "cracks, stains and pits on them with defect-synthesis, as train/val/test/<class>/*.png: "
+        "--per-class training images per class, a third as many for validation and for test. "
+        "Needs: pip install 'edge-inspection-agent[photos]'.",
+    )
+    photos.add_argument("out", type=Path, help="output folder")
+    photos.add_argument(
+        "--photos", nargs="+", default=["brick", "gravel"], choices=["brick", "gravel", "grass"], metavar="NAME",
+        help="photographs to crop: brick, gravel, grass (brick gravel)",
+    )  # fmt: skip
+    photos.add_argument("--per-class", type=positive_int, default=120, help="training images per class (120)")
+    photos.add_argument("--image-size", type=positive_int, default=128, help="square image size in pixels (128)")
+    photos.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    photos.set_defaults(func=cmd_photos)
+
     distill = sub.add_parser(
         "distill",
         help="teacher → student → evaluation → threshold → bundle",
@@ -110,6 +128,21 @@ def cmd_synth(args: argparse.Namespace) -> int:
         raise BadInputError("--per-class must be >= 3 and --image-size >= 16")
     written = write_dataset(args.out, args.per_class, args.image_size, args.seed)
     print(f"wrote {sum(written.values())} images to {args.out} ({written})")
+    return 0
+
+
+def cmd_photos(args: argparse.Namespace) -> int:
+    from edge_agent.data.photos import CLASSES, write_dataset
+
+    if args.image_size < 32:
+        from edge_agent.errors import BadInputError
+
+        raise BadInputError(f"--image-size {args.image_size}: must be at least 32 (defects need room)")
+    written = write_dataset(args.out, args.photos, args.per_class, args.image_size, args.seed)
+    print(
+        f"wrote {sum(written.values())} images to {args.out} ({written}; {', '.join(CLASSES)}; "
+        f"photographs {', '.join(args.photos)})"
+    )
     return 0
 
 

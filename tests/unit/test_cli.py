@@ -9,6 +9,7 @@ from edge_agent.cli import main
 
 COMMANDS = [
     ["trainer", "synth"],
+    ["trainer", "photos"],
     ["trainer", "distill"],
     ["trainer", "teacher"],
     ["trainer", "export"],
