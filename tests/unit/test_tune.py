@@ -118,6 +118,18 @@ def test_a_teacher_less_accurate_than_the_student_must_clearly_win():
     assert decide(better_alone, better, None, USELESS_TEACHER)[0] is better
 
 
+def test_a_teacher_less_accurate_than_the_student_needs_more_than_one_sampling_error():
+    """CI saw it: a teacher trained on shuffled labels, and a distilled student 3 images of 180 ahead of the
+    student alone (one sampling error) on validation; with a teacher known to be worse, that is chance."""
+    alone = _model(*REFERENCE, wrong=range(0, 3))
+    by_one_error = _model(*DEFAULT)  # 3 images more right: exactly the smallest gap that counts
+    assert clearly_better(by_one_error, alone)
+    winner, why = decide(alone, by_one_error, None, USELESS_TEACHER)
+    assert winner is alone
+    assert why.startswith("λ = 0 won")
+    assert "twice" in why
+
+
 def test_a_challenger_replaces_the_recipe_asked_for_only_when_clearly_better():
     alone = _model(*REFERENCE, wrong=range(0, 10), escaped=range(0, 8))
     anchor = _model(*DEFAULT, wrong=range(0, 10), escaped=range(0, 8))
