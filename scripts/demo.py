@@ -36,32 +36,32 @@ def run(*args: str, allowed: tuple[int, ...] = (0,)) -> int:
     return code
 
 
-def stream_folder(data: Path, target: Path, seed: int) -> dict[str, str]:
-    """The test split as one flat folder, shuffled, each file's true class kept aside (like a labelled run)."""
+def copy_flat(images: list[Path], target: Path, prefix: str) -> dict[str, Path]:
+    """`images` copied, in order, into a fresh flat folder as PREFIX_NNNN.png; returns new name → source."""
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
+    copied = {}
+    for i, path in enumerate(images):
+        name = f"{prefix}_{i:04d}.png"
+        shutil.copyfile(path, target / name)
+        copied[name] = path
+    return copied
+
+
+def stream_folder(data: Path, target: Path, seed: int) -> dict[str, str]:
+    """The test split as one flat folder, shuffled, each file's true class kept aside (like a labelled run)."""
     images = sorted((data / "test").glob("*/*.png"))
     random.Random(seed).shuffle(images)
-    truth = {}
-    for i, path in enumerate(images):
-        name = f"part_{i:04d}.png"
-        shutil.copyfile(path, target / name)
-        truth[name] = path.parent.name
-    return truth
+    return {name: source.parent.name for name, source in copy_flat(images, target, "part").items()}
 
 
 def unlabeled_folder(source: Path, target: Path) -> int:
     """Every image of a second data set in one flat folder without labels: what a plant has plenty of
     (frames from the line nobody sorted), and what the teacher labels for the student (--unlabeled)."""
-    if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
-    images = sorted(source.glob("*/*/*.png"))
-    for i, path in enumerate(images):
-        shutil.copyfile(path, target / f"frame_{i:05d}.png")
+    frames = copy_flat(sorted(source.glob("*/*/*.png")), target, "frame")
     shutil.rmtree(source)
-    return len(images)
+    return len(frames)
 
 
 def main() -> int:
