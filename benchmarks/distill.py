@@ -232,6 +232,7 @@ def main() -> int:
             views = views_cache[key]
         tau, lam = recipe.get("tau", 4.0), recipe.get("lam", 1.0)
         if recipe.get("tune"):
+
             def candidate(
                 t: float, lm: float, label: str, epochs: int, keep: int, o=opts, images=extra_images, cached=views
             ):

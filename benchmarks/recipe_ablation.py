@@ -27,9 +27,9 @@ from typing import Any
 import torch
 from splits import decoded, test_accuracy  # benchmarks/splits.py (scripts run from benchmarks/)
 
-from edge_agent.trainer.distill import DistillOptions
-from edge_agent.trainer.fit import FitConfig, fit
-from edge_agent.trainer.models import count_params, create_model
+from edge_agent.trainer.distill import DistillOptions, fit_config
+from edge_agent.trainer.fit import fit
+from edge_agent.trainer.models import count_params, create_model, fix_batchnorm_momentum
 from edge_agent.trainer.teacher_cache import compute_teacher_views
 
 CHANGES: dict[str, dict[str, Any]] = {
@@ -45,6 +45,13 @@ CHANGES: dict[str, dict[str, Any]] = {
     "lam-2": {"lam": 2.0},
     "batch-8": {"batch_size": 8},
     "lr-8e-3": {"lr": 8e-3},
+    "lr-2e-3": {"lr": 2e-3},
+    "lr-1.6e-2": {"lr": 1.6e-2},
+    "batch-4": {"batch_size": 4},
+    "batch-32": {"batch_size": 32},
+    "no-dropout": {"dropout": 0.0},
+    "stem-stride-1": {"stem_stride": 1},
+    "dilated": {"dilated": True},
 }
 
 
@@ -72,6 +79,10 @@ def main() -> int:
     prep = decoded(args.data, args.image_size)
     classes = len(prep.splits.classes)
 
+    # The trainer's own defaults (`trainer distill` with no flags but the epochs), early stopping off so
+    # that every variant runs its whole budget.
+    opts = DistillOptions(data=args.data, out=Path("unused"), image_size=args.image_size)
+    defaults = dataclasses.replace(fit_config(opts, args.epochs), progress=False, patience=0)
     saved = args.data / f".teacher-{args.teacher_arch}-{args.epochs}e-{args.image_size}px.pt"
     teacher = create_model(args.teacher_arch, classes)
     if saved.is_file():
@@ -79,7 +90,7 @@ def main() -> int:
     else:
         torch.manual_seed(0)
         started = time.perf_counter()
-        fit(teacher, prep.train, prep.val, prep.norm, FitConfig(epochs=args.epochs, progress=False))
+        fit(teacher, prep.train, prep.val, prep.norm, dataclasses.replace(defaults, patience=0))
         torch.save(teacher.state_dict(), saved)
         seconds = round(time.perf_counter() - started)
         row = {"data": args.data.name, "variant": "teacher", "arch": args.teacher_arch, "seconds": seconds}
@@ -89,9 +100,24 @@ def main() -> int:
     for variant in args.variants:
         change = changes_of(variant)
         arch, cached = change.pop("arch", args.student_arch), change.pop("cached", True)
-        cfg = dataclasses.replace(FitConfig(epochs=args.epochs, lam=1.0, progress=False), **change)
+        dropout = change.pop("dropout", None)
+        stem_stride, dilated = change.pop("stem_stride", None), change.pop("dilated", False)
+        distilling = change.get("lam", 1.0) > 0
+        base = dataclasses.replace(defaults, lam=1.0, lr=opts.lr * (opts.kd_lr_scale if distilling else 1.0))
+        cfg = dataclasses.replace(base, **change)
         torch.manual_seed(1)
         model = create_model(arch, classes)
+        if dilated:
+            from torchvision.models import get_model
+
+            model = get_model(arch, weights=None, num_classes=classes, dilated=True)
+            fix_batchnorm_momentum(model)
+        if stem_stride is not None:
+            stem = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+            stem.stride = (stem_stride, stem_stride)
+        for module in model.modules():
+            if dropout is not None and isinstance(module, torch.nn.Dropout):
+                module.p = dropout
         started = time.perf_counter()
         result = fit(model, prep.train, prep.val, prep.norm, cfg, teacher=teacher,
                      teacher_views=views if cached else None, label=variant)  # fmt: skip

@@ -26,7 +26,15 @@ from edge_agent.trainer.export import write_bundle
 from edge_agent.trainer.models import count_params, create_model
 
 CLASSES = ["good", "scratch", "crack", "stain", "pit"]
-STUDENT = DistillOptions.student_arch  # the trainer's default student
+STUDENT = DistillOptions.student_arch  # the trainer's default student ...
+STUDENT_STEM = DistillOptions.student_stem_stride  # ... with the trainer's default stem
+# (model, stem stride): the default student, the same with torchvision's stem, a larger student, teachers.
+MODELS = [(STUDENT, STUDENT_STEM), ("mobilenet_v3_small", 2), ("mobilenet_v3_large", 2), ("resnet18", 2),
+          ("resnet50", 2)]  # fmt: skip
+
+
+def label(arch: str, stem: int) -> str:
+    return arch + (" (stem stride 1)" if stem == 1 else "")
 
 
 def make_bundle(arch: str, out: Path, size: int, model: torch.nn.Module | None = None) -> Path:
@@ -51,15 +59,16 @@ def latency_table(work: Path, size: int, seconds: float) -> list[dict]:
     rows = []
     batch = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
     torch.set_num_threads(os.cpu_count() or 1)
-    for arch in ("mobilenet_v3_small", "mobilenet_v3_large", "resnet18", "resnet50"):
-        model = create_model(arch, len(CLASSES)).eval()
+    for arch, stem in dict.fromkeys(MODELS):
+        model = create_model(arch, len(CLASSES), stem_stride=stem).eval()
         with torch.no_grad():
             eager = measure(lambda x, m=model: m(torch.from_numpy(x)), batch, seconds)
-        rows.append({"model": arch, "params": count_params(model), "runtime": "pytorch-eager", **eager})
-        bundle = load_bundle(make_bundle(arch, work / arch, size, model))
+        name = label(arch, stem)
+        rows.append({"model": name, "params": count_params(model), "runtime": "pytorch-eager", **eager})
+        bundle = load_bundle(make_bundle(arch, work / f"{arch}-{stem}", size, model))
         ort = measure(OnnxRuntimeBackend(bundle).infer, batch, seconds)
-        rows.append({"model": arch, "params": count_params(model), "runtime": "onnxruntime-fp32", **ort})
-        print(f"  {arch}: eager p50 {eager['p50_ms']:.2f} ms, ORT p50 {ort['p50_ms']:.2f} ms", flush=True)
+        rows.append({"model": name, "params": count_params(model), "runtime": "onnxruntime-fp32", **ort})
+        print(f"  {name}: eager p50 {eager['p50_ms']:.2f} ms, ORT p50 {ort['p50_ms']:.2f} ms", flush=True)
     return rows
 
 
@@ -103,6 +112,7 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--int8-epochs", type=int, default=25)
+    parser.add_argument("--no-int8", action="store_true", help="latency table only")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     started = time.monotonic()
@@ -110,10 +120,12 @@ def main() -> int:
         work = Path(tmp)
         print(f"latency at {args.size} px, batch 1, {os.cpu_count()} CPU threads:", flush=True)
         rows = latency_table(work, args.size, args.seconds)
-        print("INT8 vs FP32 (static QDQ, calibrated on training images, accuracy on the test split):", flush=True)
-        int8 = int8_table(work, 64, args.int8_epochs)
+        int8 = []
+        if not args.no_int8:
+            print("INT8 vs FP32 (static QDQ, calibrated on training images, accuracy on the test split):", flush=True)
+            int8 = int8_table(work, 64, args.int8_epochs)
     p50 = {(r["model"], r["runtime"]): r["p50_ms"] for r in rows}
-    student = p50[(STUDENT, "onnxruntime-fp32")]
+    student = p50[(label(STUDENT, STUDENT_STEM), "onnxruntime-fp32")]
     print("\n| model | params | runtime | p50 ms | p99 ms | images/s |\n| --- | ---: | --- | ---: | ---: | ---: |")
     for r in rows:
         print(
@@ -123,8 +135,8 @@ def main() -> int:
     vs_eager = p50[("resnet50", "pytorch-eager")] / student
     vs_ort = p50[("resnet50", "onnxruntime-fp32")] / student
     print(
-        f"\nstudent ({STUDENT}, ONNX Runtime) vs the seed's ResNet-50 in PyTorch eager: {vs_eager:.1f}x "
-        f"lower p50 latency; vs ResNet-50 in ONNX Runtime: {vs_ort:.1f}x"
+        f"\nstudent ({label(STUDENT, STUDENT_STEM)}, ONNX Runtime) vs the seed's ResNet-50 in PyTorch eager: "
+        f"{vs_eager:.1f}x lower p50 latency; vs ResNet-50 in ONNX Runtime: {vs_ort:.1f}x"
     )
     print(
         "\n| model | FP32 ms | INT8 ms | FP32 acc | INT8 acc | chosen | why |\n"

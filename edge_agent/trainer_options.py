@@ -35,6 +35,10 @@ def fraction(value: float) -> str | None:
     return None if 0.0 <= value <= 1.0 else "is outside 0..1"
 
 
+def one_or_two(value: int) -> str | None:
+    return None if value in (1, 2) else "choose 1 or 2"
+
+
 def opt(
     default: Any,
     help: str,
@@ -66,6 +70,10 @@ class DistillOptions:
     student_arch: str = opt(
         "mobilenet_v3_small", "torchvision name of the student (<= 2.3 M parameters: >= 10x smaller than ResNet-50)"
     )
+    student_stem_stride: int = opt(
+        1, "stride of the student's first convolution: 1 lets its first block see the image at full resolution "
+        "(same parameters, ~4x the multiply-adds); 2 keeps torchvision's stem", check=one_or_two,
+    )  # fmt: skip
     teacher: Path | None = opt(None, "reuse a trained teacher checkpoint (skip teacher training)")
     pretrained: bool = opt(False, "start the teacher from ImageNet weights (fine-tuning recipe)", commands=BOTH)
     epochs: int = opt(30, "most student epochs (early stopping may end sooner)", check=positive)

@@ -13,7 +13,6 @@ BACKENDS = ("auto", "onnxruntime", "tensorrt")
 DEVICES = ("auto", "cpu", "cuda")
 
 
-
 def positive_int(text: str) -> int:
     try:
         value = int(text)

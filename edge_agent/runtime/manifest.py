@@ -34,6 +34,9 @@ class ArchInfo(BaseModel):
 
     arch: str
     params: int
+    stem_stride: int | None = Field(
+        None, description="stride of the first convolution: 1 (full-resolution stem) or 2 (torchvision's)"
+    )
 
 
 class EngineEntry(BaseModel):

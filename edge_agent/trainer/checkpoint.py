@@ -12,7 +12,7 @@ from torch import nn
 from edge_agent.errors import BadInputError
 from edge_agent.fsutil import atomic_write_bytes
 from edge_agent.runtime.manifest import InputSpec
-from edge_agent.trainer.models import count_params, create_model
+from edge_agent.trainer.models import count_params, create_model, stem_stride
 
 KIND = "edge-agent-model/1"
 
@@ -29,6 +29,7 @@ def save_model(
             "good_class": good_class,
             "input": spec.model_dump(),
             "params": count_params(model),
+            "stem_stride": stem_stride(model),
             "state_dict": model.state_dict(),
             **extra,
         },
@@ -54,7 +55,8 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         raise BadInputError(f"checkpoint {file}: cannot be read ({type(e).__name__}: {e})") from e
     if not isinstance(state, dict) or state.get("kind") != KIND:
         raise BadInputError(f"checkpoint {file}: not an edge-agent model checkpoint")
-    model = create_model(state["arch"], len(state["classes"]))
+    # Checkpoints from before the stem option have torchvision's stem.
+    model = create_model(state["arch"], len(state["classes"]), stem_stride=state.get("stem_stride"))
     model.load_state_dict(state["state_dict"])
     model.eval()
     return model, state

@@ -65,6 +65,12 @@ def package_versions() -> dict[str, str]:
     }
 
 
+def arch_info(arch: str, model: nn.Module) -> ArchInfo:
+    from edge_agent.trainer.models import count_params, stem_stride
+
+    return ArchInfo(arch=arch, params=count_params(model), stem_stride=stem_stride(model))
+
+
 def write_bundle(
     out: Path,
     model: nn.Module,
@@ -90,8 +96,6 @@ def write_bundle(
     if diff > tolerance:
         raise EdgeAgentError(f"ONNX export differs from PyTorch by {diff:.2e} (> {tolerance:.1e}); not shipped")
     log.info("ONNX parity on %d real images: max |Δlogit| = %.2e", len(parity_batch), diff)
-    from edge_agent.trainer.models import count_params
-
     manifest = Manifest(
         name=name or out.name,
         version=dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d.%H%M%S"),
@@ -104,7 +108,7 @@ def write_bundle(
         model_file="model.onnx",
         metrics=metrics,
         teacher=teacher,
-        student=ArchInfo(arch=arch, params=count_params(model)),
+        student=arch_info(arch, model),
         trainer={**trainer, "versions": package_versions(), "onnx_opset": OPSET, "onnx_parity_max_abs": diff},
     )
     write_manifest(out, manifest)

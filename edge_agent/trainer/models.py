@@ -79,8 +79,36 @@ def weights_help(arch: str) -> str:
     return f"download {weights.url} and place it as {cache / filename}"
 
 
-def create_model(arch: str, n_classes: int, pretrained: bool = False) -> nn.Module:
-    """A torchvision classifier by name; ImageNet weights through torchvision's weights API."""
+def _stem(model: nn.Module) -> nn.Conv2d:
+    """The first convolution, the one that meets the image (every torchvision classifier has one)."""
+    return next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+
+
+def stem_stride(model: nn.Module) -> int:
+    return int(_stem(model).stride[0])
+
+
+def set_stem_stride(model: nn.Module, arch: str, stride: int) -> None:
+    """Run the first convolution at `stride` 1 or 2 (torchvision's). At 1 the first block sees the image at
+    its full resolution, as CIFAR-sized networks do: the parameters stay, the multiply-adds after the stem
+    grow about fourfold. Only a stride-2 stem is changed: a patch embedding (ViT, stride 16) is not a stem."""
+    stem = _stem(model)
+    if stride == 2:
+        return
+    if stride != 1:
+        raise BadInputError(f"stem stride {stride}: choose 1 (full resolution) or 2 (torchvision's)")
+    if tuple(stem.stride) != (2, 2):
+        raise BadInputError(
+            f"stem stride 1 needs a stride-2 first convolution; {arch}'s has stride {stem.stride[0]} "
+            "(keep torchvision's stem: stem stride 2)"
+        )
+    stem.stride = (1, 1)
+
+
+def create_model(arch: str, n_classes: int, pretrained: bool = False, stem_stride: int | None = None) -> nn.Module:
+    """A torchvision classifier by name; ImageNet weights through torchvision's weights API.
+
+    `stem_stride` 1 runs its first convolution at stride 1 (see set_stem_stride); None keeps torchvision's."""
     from torchvision.models import get_model, get_model_weights, list_models
 
     if arch not in list_models(module=__import__("torchvision").models):
@@ -97,6 +125,8 @@ def create_model(arch: str, n_classes: int, pretrained: bool = False) -> nn.Modu
     else:
         model = get_model(arch, weights=None, num_classes=n_classes)
     fix_batchnorm_momentum(model)
+    if stem_stride is not None:
+        set_stem_stride(model, arch, stem_stride)
     return model
 
 

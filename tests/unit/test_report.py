@@ -159,3 +159,11 @@ def test_markdown_prints_counts_not_a_dict_and_no_absolute_paths():
     assert "{" not in text.split("\n")[2]
     assert "`test/stain/3.png` (stain, 0.200)" in text
     assert "No good parts it fails." in text
+
+
+def test_a_student_with_a_halving_stem_is_pointed_at_the_full_resolution_stem_first():
+    report = crafted(0.95, 0.90, 0.80)
+    report["student"] = {**report["student"], "stem_stride": 2}
+    assert "--student-stem-stride 1" in teacher_lead(report)
+    report["student"]["stem_stride"] = 1
+    assert "--student-stem-stride" not in teacher_lead(report)

@@ -50,3 +50,10 @@ def test_the_python_api_checks_what_the_flags_check():
         DistillOptions(data=Path("d"), out=Path("o"), lam=-1)
     with pytest.raises(BadInputError, match="--ship 'worst': choose one of student, best"):
         DistillOptions(data=Path("d"), out=Path("o"), ship="worst")
+
+
+def test_the_student_stem_is_full_resolution_by_default_and_takes_only_one_or_two():
+    assert parse("trainer", "distill", "d", "--out", "o").student_stem_stride == 1
+    assert parse("trainer", "distill", "d", "--out", "o", "--student-stem-stride", "2").student_stem_stride == 2
+    with pytest.raises(BadInputError, match="--student-stem-stride 3: choose 1 or 2"):
+        parse("trainer", "distill", "d", "--out", "o", "--student-stem-stride", "3")
