@@ -8,11 +8,13 @@ slow each other.
     python benchmarks/recipe_ablation.py data/photo-grass --epochs 12
     python benchmarks/recipe_ablation.py data/photo-grass --variants alone distilled student:mobilenet_v2
 
-Variants: `alone` (no teacher), `distilled` (the defaults: KD τ 4 λ 1 from cached teacher views),
-`live-teacher` (the teacher runs on every batch instead of its cached views), `weight-decay-0`,
-`onecycle` (the reference's schedule instead of warm-up + cosine), `no-bn-recalibration`, `batch-16`,
-`lr-4e-3`, `tau-2`, `lam-2`, `batch-8`, `lr-8e-3`, `student:ARCH` / `alone:ARCH` for another torchvision
-student, and `A+B` for two changes at once (e.g. `alone+batch-16`).
+Variants: `alone` (no teacher), `distilled` (the trainer's defaults: KD τ 4 λ 1 from cached teacher views,
+a distilling student at `--kd-lr-scale` × the rate), `live-teacher` (the teacher runs on every batch instead
+of its cached views), `weight-decay-0`, `onecycle` (the reference's schedule instead of warm-up + cosine),
+`no-bn-recalibration`, `batch-4|8|16|32`, `lr-2e-3|4e-3|8e-3|1.6e-2`, `tau-2`, `lam-2`, `no-dropout`,
+`dilated` (output stride 16), `stem-stride-2` (torchvision's stem instead of the trainer's stride-1 one),
+`student:ARCH` / `alone:ARCH` for another torchvision student, and `A+B` for two changes at once (e.g.
+`alone+stem-stride-2`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from splits import decoded, test_accuracy  # benchmarks/splits.py (scripts run f
 
 from edge_agent.trainer.distill import DistillOptions, fit_config
 from edge_agent.trainer.fit import fit
-from edge_agent.trainer.models import count_params, create_model, fix_batchnorm_momentum
+from edge_agent.trainer.models import count_params, create_model, fix_batchnorm_momentum, set_stem_stride
 from edge_agent.trainer.teacher_cache import compute_teacher_views
 
 CHANGES: dict[str, dict[str, Any]] = {
@@ -51,6 +53,7 @@ CHANGES: dict[str, dict[str, Any]] = {
     "batch-32": {"batch_size": 32},
     "no-dropout": {"dropout": 0.0},
     "stem-stride-1": {"stem_stride": 1},
+    "stem-stride-2": {"stem_stride": 2},
     "dilated": {"dilated": True},
 }
 
@@ -101,7 +104,7 @@ def main() -> int:
         change = changes_of(variant)
         arch, cached = change.pop("arch", args.student_arch), change.pop("cached", True)
         dropout = change.pop("dropout", None)
-        stem_stride, dilated = change.pop("stem_stride", None), change.pop("dilated", False)
+        stem_stride, dilated = change.pop("stem_stride", opts.student_stem_stride), change.pop("dilated", False)
         distilling = change.get("lam", 1.0) > 0
         base = dataclasses.replace(defaults, lam=1.0, lr=opts.lr * (opts.kd_lr_scale if distilling else 1.0))
         cfg = dataclasses.replace(base, **change)
@@ -112,9 +115,7 @@ def main() -> int:
 
             model = get_model(arch, weights=None, num_classes=classes, dilated=True)
             fix_batchnorm_momentum(model)
-        if stem_stride is not None:
-            stem = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
-            stem.stride = (stem_stride, stem_stride)
+        set_stem_stride(model, arch, stem_stride)
         for module in model.modules():
             if dropout is not None and isinstance(module, torch.nn.Dropout):
                 module.p = dropout
@@ -122,7 +123,8 @@ def main() -> int:
         result = fit(model, prep.train, prep.val, prep.norm, cfg, teacher=teacher,
                      teacher_views=views if cached else None, label=variant)  # fmt: skip
         print(json.dumps({
-            "data": args.data.name, "variant": variant, "arch": arch, "params": count_params(model),
+            "data": args.data.name, "variant": variant, "arch": arch, "stem_stride": stem_stride,
+            "params": count_params(model),
             "epochs": args.epochs, "test_accuracy": test_accuracy(model, prep), "best_epoch": result.best_epoch,
             "final_train_accuracy": round(result.history[-1]["train_accuracy"], 4),
             "seconds": round(time.perf_counter() - started),
