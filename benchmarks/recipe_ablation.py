@@ -93,7 +93,7 @@ def main() -> int:
     else:
         torch.manual_seed(0)
         started = time.perf_counter()
-        fit(teacher, prep.train, prep.val, prep.norm, dataclasses.replace(defaults, patience=0))
+        fit(teacher, prep.train, prep.val, prep.norm, defaults)
         torch.save(teacher.state_dict(), saved)
         seconds = round(time.perf_counter() - started)
         row = {"data": args.data.name, "variant": "teacher", "arch": args.teacher_arch, "seconds": seconds}
@@ -109,16 +109,18 @@ def main() -> int:
         base = dataclasses.replace(defaults, lam=1.0, lr=opts.lr * (opts.kd_lr_scale if distilling else 1.0))
         cfg = dataclasses.replace(base, **change)
         torch.manual_seed(1)
-        model = create_model(arch, classes)
-        if dilated:
+        if dilated:  # a torchvision option create_model does not pass on
             from torchvision.models import get_model
 
             model = get_model(arch, weights=None, num_classes=classes, dilated=True)
             fix_batchnorm_momentum(model)
-        set_stem_stride(model, arch, stem_stride)
-        for module in model.modules():
-            if dropout is not None and isinstance(module, torch.nn.Dropout):
-                module.p = dropout
+            set_stem_stride(model, arch, stem_stride)
+        else:
+            model = create_model(arch, classes, stem_stride=stem_stride)
+        if dropout is not None:
+            for module in model.modules():
+                if isinstance(module, torch.nn.Dropout):
+                    module.p = dropout
         started = time.perf_counter()
         result = fit(model, prep.train, prep.val, prep.norm, cfg, teacher=teacher,
                      teacher_views=views if cached else None, label=variant)  # fmt: skip

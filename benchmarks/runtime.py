@@ -23,7 +23,7 @@ from edge_agent.runtime.bundle import load_bundle
 from edge_agent.runtime.manifest import ArchInfo
 from edge_agent.trainer.distill import DistillOptions, input_spec
 from edge_agent.trainer.export import write_bundle
-from edge_agent.trainer.models import count_params, create_model
+from edge_agent.trainer.models import arch_label, count_params, create_model
 
 CLASSES = ["good", "scratch", "crack", "stain", "pit"]
 STUDENT = DistillOptions.student_arch  # the trainer's default student ...
@@ -31,10 +31,6 @@ STUDENT_STEM = DistillOptions.student_stem_stride  # ... with the trainer's defa
 # (model, stem stride): the default student, the same with torchvision's stem, a larger student, teachers.
 MODELS = [(STUDENT, STUDENT_STEM), ("mobilenet_v3_small", 2), ("mobilenet_v3_large", 2), ("resnet18", 2),
           ("resnet50", 2)]  # fmt: skip
-
-
-def label(arch: str, stem: int) -> str:
-    return arch + (" (stem stride 1)" if stem == 1 else "")
 
 
 def make_bundle(arch: str, out: Path, size: int, model: torch.nn.Module | None = None) -> Path:
@@ -59,11 +55,11 @@ def latency_table(work: Path, size: int, seconds: float) -> list[dict]:
     rows = []
     batch = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
     torch.set_num_threads(os.cpu_count() or 1)
-    for arch, stem in dict.fromkeys(MODELS):
+    for arch, stem in dict.fromkeys(MODELS):  # once each: with stem stride 2 the default student is a twin
         model = create_model(arch, len(CLASSES), stem_stride=stem).eval()
         with torch.no_grad():
             eager = measure(lambda x, m=model: m(torch.from_numpy(x)), batch, seconds)
-        name = label(arch, stem)
+        name = arch_label(arch, stem)
         rows.append({"model": name, "params": count_params(model), "runtime": "pytorch-eager", **eager})
         bundle = load_bundle(make_bundle(arch, work / f"{arch}-{stem}", size, model))
         ort = measure(OnnxRuntimeBackend(bundle).infer, batch, seconds)
@@ -125,7 +121,7 @@ def main() -> int:
             print("INT8 vs FP32 (static QDQ, calibrated on training images, accuracy on the test split):", flush=True)
             int8 = int8_table(work, 64, args.int8_epochs)
     p50 = {(r["model"], r["runtime"]): r["p50_ms"] for r in rows}
-    student = p50[(label(STUDENT, STUDENT_STEM), "onnxruntime-fp32")]
+    student = p50[(arch_label(STUDENT, STUDENT_STEM), "onnxruntime-fp32")]
     print("\n| model | params | runtime | p50 ms | p99 ms | images/s |\n| --- | ---: | --- | ---: | ---: | ---: |")
     for r in rows:
         print(
@@ -135,7 +131,7 @@ def main() -> int:
     vs_eager = p50[("resnet50", "pytorch-eager")] / student
     vs_ort = p50[("resnet50", "onnxruntime-fp32")] / student
     print(
-        f"\nstudent ({label(STUDENT, STUDENT_STEM)}, ONNX Runtime) vs the seed's ResNet-50 in PyTorch eager: "
+        f"\nstudent ({arch_label(STUDENT, STUDENT_STEM)}, ONNX Runtime) vs the seed's ResNet-50 in PyTorch eager: "
         f"{vs_eager:.1f}x lower p50 latency; vs ResNet-50 in ONNX Runtime: {vs_ort:.1f}x"
     )
     print(

@@ -56,7 +56,7 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     if not isinstance(state, dict) or state.get("kind") != KIND:
         raise BadInputError(f"checkpoint {file}: not an edge-agent model checkpoint")
     # Checkpoints from before the stem option have torchvision's stem.
-    model = create_model(state["arch"], len(state["classes"]), stem_stride=state.get("stem_stride"))
+    model = create_model(state["arch"], len(state["classes"]), stem_stride=state.get("stem_stride", 2))
     model.load_state_dict(state["state_dict"])
     model.eval()
     return model, state

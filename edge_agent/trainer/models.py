@@ -88,15 +88,20 @@ def stem_stride(model: nn.Module) -> int:
     return int(_stem(model).stride[0])
 
 
+def arch_label(arch: str, stride: int) -> str:
+    """How tables name a model: the torchvision name, and the stem when it is not torchvision's."""
+    return arch + (" (stem stride 1)" if stride == 1 else "")
+
+
 def set_stem_stride(model: nn.Module, arch: str, stride: int) -> None:
     """Run the first convolution at `stride` 1 or 2 (torchvision's). At 1 the first block sees the image at
     its full resolution, as CIFAR-sized networks do: the parameters stay, the multiply-adds after the stem
     grow about fourfold. Only a stride-2 stem is changed: a patch embedding (ViT, stride 16) is not a stem."""
-    stem = _stem(model)
     if stride == 2:
         return
     if stride != 1:
         raise BadInputError(f"stem stride {stride}: choose 1 (full resolution) or 2 (torchvision's)")
+    stem = _stem(model)
     if tuple(stem.stride) != (2, 2):
         raise BadInputError(
             f"stem stride 1 needs a stride-2 first convolution; {arch}'s has stride {stem.stride[0]} "
@@ -105,10 +110,10 @@ def set_stem_stride(model: nn.Module, arch: str, stride: int) -> None:
     stem.stride = (1, 1)
 
 
-def create_model(arch: str, n_classes: int, pretrained: bool = False, stem_stride: int | None = None) -> nn.Module:
+def create_model(arch: str, n_classes: int, pretrained: bool = False, stem_stride: int = 2) -> nn.Module:
     """A torchvision classifier by name; ImageNet weights through torchvision's weights API.
 
-    `stem_stride` 1 runs its first convolution at stride 1 (see set_stem_stride); None keeps torchvision's."""
+    `stem_stride` 1 runs its first convolution at stride 1 (see set_stem_stride); 2 keeps torchvision's."""
     from torchvision.models import get_model, get_model_weights, list_models
 
     if arch not in list_models(module=__import__("torchvision").models):
@@ -125,8 +130,7 @@ def create_model(arch: str, n_classes: int, pretrained: bool = False, stem_strid
     else:
         model = get_model(arch, weights=None, num_classes=n_classes)
     fix_batchnorm_momentum(model)
-    if stem_stride is not None:
-        set_stem_stride(model, arch, stem_stride)
+    set_stem_stride(model, arch, stem_stride)
     return model
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from edge_agent.runtime.metrics import escape_at_overkill
 from edge_agent.trainer.fit import FitResult
+from edge_agent.trainer.models import arch_label
 
 
 def plot_confusions(path: Path, evaluations: dict[str, dict[str, Any]]) -> None:
@@ -227,9 +228,9 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for m in models:
         r = report[m]
-        arch = r["arch"] + (" (stem stride 1)" if r.get("stem_stride") == 1 else "")
         lines.append(
-            f"| {m} | {arch} | {r['params']:,} | {_pct(r['test_accuracy'])} | "
+            f"| {m} | {arch_label(r['arch'], r.get('stem_stride', 2))} | {r['params']:,} | "
+            f"{_pct(r['test_accuracy'])} | "
             f"{_pct(r['escape_rate'])} | {_pct(r['overkill_rate'])} | {r.get('best_epoch', '—')} |"
         )
     lines += [
