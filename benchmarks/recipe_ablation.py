@@ -11,7 +11,7 @@ slow each other.
 Variants: `alone` (no teacher), `distilled` (the trainer's defaults: KD τ 4 λ 1 from cached teacher views,
 a distilling student at `--kd-lr-scale` × the rate), `live-teacher` (the teacher runs on every batch instead
 of its cached views), `weight-decay-0`, `onecycle` (the reference's schedule instead of warm-up + cosine),
-`no-bn-recalibration`, `batch-4|8|16|32`, `lr-2e-3|4e-3|8e-3|1.6e-2`, `tau-2`, `lam-2`, `no-dropout`,
+`no-bn-recalibration`, `batch-4|8|16|32`, `lr-2e-3|4e-3|8e-3|1.6e-2`, `tau-1|2`, `lam-2|4`, `no-dropout`,
 `dilated` (output stride 16), `stem-stride-2` (torchvision's stem instead of the trainer's stride-1 one),
 `student:ARCH` / `alone:ARCH` for another torchvision student, and `A+B` for two changes at once (e.g.
 `alone+stem-stride-2`).
@@ -44,7 +44,9 @@ CHANGES: dict[str, dict[str, Any]] = {
     "batch-16": {"batch_size": 16},
     "lr-4e-3": {"lr": 4e-3},
     "tau-2": {"tau": 2.0},
+    "tau-1": {"tau": 1.0},
     "lam-2": {"lam": 2.0},
+    "lam-4": {"lam": 4.0},
     "batch-8": {"batch_size": 8},
     "lr-8e-3": {"lr": 8e-3},
     "lr-2e-3": {"lr": 2e-3},
@@ -78,6 +80,7 @@ def main() -> int:
     parser.add_argument("--student-arch", default=DistillOptions.student_arch)
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--variants", nargs="+", default=list(CHANGES))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1], help="train each variant once per seed")
     args = parser.parse_args()
     prep = decoded(args.data, args.image_size)
     classes = len(prep.splits.classes)
@@ -100,15 +103,15 @@ def main() -> int:
         print(json.dumps({**row, "test_accuracy": test_accuracy(teacher, prep)}), flush=True)
     teacher.eval()
     views = compute_teacher_views(teacher, prep.train.images, prep.norm, 8, 0)
-    for variant in args.variants:
+    for variant, seed in [(variant, seed) for variant in args.variants for seed in args.seeds]:
         change = changes_of(variant)
         arch, cached = change.pop("arch", args.student_arch), change.pop("cached", True)
         dropout = change.pop("dropout", None)
         stem_stride, dilated = change.pop("stem_stride", opts.student_stem_stride), change.pop("dilated", False)
         distilling = change.get("lam", 1.0) > 0
         base = dataclasses.replace(defaults, lam=1.0, lr=opts.lr * (opts.kd_lr_scale if distilling else 1.0))
-        cfg = dataclasses.replace(base, **change)
-        torch.manual_seed(1)
+        cfg = dataclasses.replace(base, seed=seed, **change)  # the seed draws the weights and the batches
+        torch.manual_seed(seed)
         if dilated:  # a torchvision option create_model does not pass on
             from torchvision.models import get_model
 
@@ -125,7 +128,7 @@ def main() -> int:
         result = fit(model, prep.train, prep.val, prep.norm, cfg, teacher=teacher,
                      teacher_views=views if cached else None, label=variant)  # fmt: skip
         print(json.dumps({
-            "data": args.data.name, "variant": variant, "arch": arch, "stem_stride": stem_stride,
+            "data": args.data.name, "variant": variant, "seed": seed, "arch": arch, "stem_stride": stem_stride,
             "params": count_params(model),
             "epochs": args.epochs, "test_accuracy": test_accuracy(model, prep), "best_epoch": result.best_epoch,
             "final_train_accuracy": round(result.history[-1]["train_accuracy"], 4),

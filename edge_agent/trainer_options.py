@@ -100,7 +100,10 @@ class DistillOptions:
     head_warmup_epochs: int = opt(
         0, "with --pretrained: epochs that train only the new head first", check=not_negative, commands=BOTH
     )
-    tau: float = opt(4.0, "distillation temperature τ", check=positive)
+    tau: float = opt(
+        2.0, "distillation temperature τ (2: with a handful of classes τ 4 flattened the teacher's ranking of the "
+        "wrong ones; docs/benchmarks.md)", check=positive,
+    )  # fmt: skip
     lam: float = opt(1.0, "weight λ of the distillation term (0 = no teacher)", check=not_negative)
     feature_kd: bool = opt(False, "also match features (FitNets hint, 1x1 adapter)")
     hint_weight: float = opt(1.0, "weight of the feature hint", check=not_negative)

@@ -83,6 +83,7 @@ def fit_config(opts: DistillOptions, epochs: int) -> FitConfig:
         batch_size=opts.batch_size,
         lr=opts.lr,
         weight_decay=opts.weight_decay,
+        tau=opts.tau,
         seed=opts.seed,
         progress=opts.progress,
         patience=opts.patience,

@@ -34,6 +34,7 @@ from edge_agent.trainer.models import feature_channels, feature_module, head_par
 from edge_agent.trainer.teacher_cache import TeacherViews
 from edge_agent.trainer.teaching import CachedTeacher, LiveTeacher, NoTeacher, Teaching
 from edge_agent.trainer.tensors import ImageSet, Normalizer, distillation_rows, to_unit
+from edge_agent.trainer_options import DistillOptions
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class FitConfig:
     batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 5e-4
-    tau: float = 4.0
+    tau: float = DistillOptions.tau
     lam: float = 0.0
     hint_weight: float = 0.0
     mixup: float = 0.0  # Beta(α, α) mixing of batch pairs; with a teacher this is "function matching"

@@ -5,7 +5,7 @@ each candidate is judged on the mean of its validation predictions over the last
 schedule (not on its luckiest epoch), and two models are compared image by image, a difference counting
 only beyond its own sampling error (see `Gap`). Within that error the decision falls back on a prior: a
 teacher at least as accurate as the student alone is used with the recipe asked for (`--tau`/`--lam`,
-default τ = 4, λ = 1, measured in benchmarks/distill.py), and λ = 0 ships only when distillation is
+default τ = 2, λ = 1, measured in benchmarks/recipe_ablation.py), and λ = 0 ships only when distillation is
 clearly worse; a teacher clearly less accurate than the student alone must win by twice the sampling
 error to be used (a win by one error happens by chance about one time in six, and there the prior is
 against the teacher).
@@ -24,6 +24,7 @@ from torch import nn
 
 from edge_agent.runtime.metrics import caught_at_overkill, escape_rate
 from edge_agent.trainer.fit import FitResult, predict_probs
+from edge_agent.trainer_options import DistillOptions
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ TAUS = (2.0, 4.0)
 LAMBDAS = (0.5, 1.0, 2.0)
 ETA = 3  # keep the best third at every early rung
 REFERENCE = (1.0, 0.0)  # λ = 0: the student alone, the bar every distillation candidate must clear
-DEFAULT = (4.0, 1.0)  # the CLI's recipe; the anchor when --lam is 0
+DEFAULT = (DistillOptions.tau, DistillOptions.lam)  # the CLI's recipe; the anchor when --lam is 0
 FINALISTS = 3  # the student alone, the anchor and the best challenger train for the full epochs
 MIN_IMAGES = 3.0  # the smallest paired difference, in images, that counts (see Gap)
 DISTRUST = 2.0  # sampling errors a distilled student must win by when its teacher is worse than the student alone

@@ -139,7 +139,7 @@ def test_tune_reports_every_candidate_and_trains_the_winner(tiny_data, tmp_path)
     tuning = report["tuning"]
     pairs = {(c["tau"], c["lam"]) for c in tuning["candidates"]}
     assert (1.0, 0.0) in pairs  # no teacher is always a candidate
-    assert pairs == {REFERENCE, DEFAULT, *challengers(DEFAULT)}  # the student alone, τ 4 λ 1 and the grid
+    assert pairs == {REFERENCE, DEFAULT, *challengers(DEFAULT)}  # the student alone, the CLI's recipe and the grid
     assert sum(c["outcome"] == "winner" for c in tuning["candidates"]) == 1
     assert (report["tau"], report["lam"]) == (tuning["winner"]["tau"], tuning["winner"]["lam"])
     text = (out / "report.md").read_text()

@@ -57,3 +57,19 @@ def test_the_student_stem_is_full_resolution_by_default_and_takes_only_one_or_tw
     assert parse("trainer", "distill", "d", "--out", "o", "--student-stem-stride", "2").student_stem_stride == 2
     with pytest.raises(BadInputError, match="--student-stem-stride 3: choose 1 or 2"):
         parse("trainer", "distill", "d", "--out", "o", "--student-stem-stride", "3")
+
+
+def test_the_distillation_recipe_is_declared_once():
+    """The tuner's anchor and the shared fit config follow the CLI's τ and λ, not defaults of their own."""
+    from edge_agent.trainer.distill import fit_config
+    from edge_agent.trainer.tune import DEFAULT, anchor_of
+
+    assert DEFAULT == (DistillOptions.tau, DistillOptions.lam)
+    assert anchor_of(3.0, 0.0) == DEFAULT  # --lam 0 races the CLI's recipe
+    assert fit_config(DistillOptions(data=Path("d"), out=Path("o"), tau=3.0), epochs=5).tau == 3.0
+
+
+def test_the_default_temperature_is_two():
+    # τ 2 over τ 4, 12 epochs on two photograph sets, two seeds each (docs/benchmarks.md): 5 classes carry
+    # little dark knowledge, and τ 4 flattened what there was.
+    assert parse("trainer", "distill", "d", "--out", "o").tau == 2.0
