@@ -99,6 +99,21 @@ def share(rows: torch.Tensor) -> torch.Tensor:
     return rows[rank() :: world_size()] if active() else rows
 
 
+def gathered(mine: torch.Tensor, count: int) -> torch.Tensor:
+    """All `count` rows on every process, from each process's `share` of them (rows rank, rank + N, ...)."""
+    if not active():
+        return mine
+    world = world_size()
+    padded = mine.new_zeros((-(-count // world), *mine.shape[1:]))  # all_gather needs equal shapes
+    padded[: len(mine)] = mine
+    parts = [torch.empty_like(_for_backend(padded)) for _ in range(world)]
+    dist.all_gather(parts, _for_backend(padded))
+    whole = mine.new_empty((count, *mine.shape[1:]))
+    for source, part in enumerate(parts):
+        whole[source::world] = part[: len(range(source, count, world))].cpu()
+    return whole
+
+
 def _for_backend(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.cuda() if dist.get_backend() == "nccl" else tensor  # NCCL moves only GPU tensors
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from edge_agent.trainer import distributed
 from edge_agent.trainer.tensors import Normalizer, apply_augment, sample_augment, to_unit
 
 log = logging.getLogger(__name__)
@@ -52,26 +53,33 @@ def compute_teacher_views(
     seed: int,
     batch_size: int = 128,
 ) -> TeacherViews:
-    """Run the teacher on `views` random augmented views of every uint8 NHWC image."""
+    """Run the teacher on `views` random augmented views of every uint8 NHWC image.
+
+    Under torchrun every process draws the same views and runs the teacher on its share of the images
+    only; the outputs are then gathered, so each process holds the whole cache at 1/N of the cost."""
     if views < 1:
         raise ValueError("views must be at least 1")
     teacher.eval()
     generator = torch.Generator().manual_seed(seed * 7919 + 17)
     square = images.shape[1] == images.shape[2]
+    sharded = distributed.active() and len(images) >= distributed.world_size()
+    mine = torch.arange(len(images))
+    mine = distributed.share(mine) if sharded else mine
     started = time.perf_counter()
     all_params, all_logits = [], []
     for _ in range(views):
         params = sample_augment(len(images), generator, square=square)
         logits = []
-        for i in range(0, len(images), batch_size):
-            x01 = apply_augment(to_unit(images[i : i + batch_size].to(norm.mean.device)), params[i : i + batch_size])
+        for rows in mine.split(batch_size):
+            x01 = apply_augment(to_unit(images[rows].to(norm.mean.device)), params[rows])
             logits.append(teacher(norm.unit(x01)).float().cpu())
         all_params.append(params)
-        all_logits.append(torch.cat(logits))
+        all_logits.append(distributed.gathered(torch.cat(logits), len(images)) if sharded else torch.cat(logits))
     log.info(
-        "teacher outputs cached: %d views of %d images in %.1fs (the teacher does not run again)",
+        "teacher outputs cached: %d views of %d images in %.1fs%s (the teacher does not run again)",
         views,
         len(images),
         time.perf_counter() - started,
+        f", {distributed.world_size()} processes sharing them" if sharded else "",
     )
     return TeacherViews(torch.stack(all_params), torch.stack(all_logits))

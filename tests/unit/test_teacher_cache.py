@@ -134,3 +134,28 @@ def test_an_epoch_costs_the_same_however_many_unlabelled_images(extra):
     cfg = FitConfig(epochs=2, batch_size=4, lam=1.0, unlabeled_ratio=0.5, progress=False)
     fit(student, train, train, norm, cfg, teacher=CountingTeacher(), unlabeled=unlabeled)
     assert student.sizes == [4 + 2] * 6  # 3 steps an epoch over the 12 labelled images, 2 unlabelled each
+
+
+def _views_on_rank(rank: int, world: int, store: str, out: str) -> None:
+    """One process of a gloo group: cache the views and save what this rank ran and got."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    teacher, rows = CountingTeacher(), []
+    teacher.register_forward_hook(lambda _m, args, _o: rows.append(len(args[0])))
+    views = compute_teacher_views(teacher, _images(9), Normalizer(SPEC, torch.device("cpu")), 3, seed=5, batch_size=2)
+    torch.save({"rows": sum(rows), "params": views.params, "logits": views.logits}, f"{out}-{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_under_torchrun_each_process_runs_the_teacher_on_its_share_and_all_get_every_view(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_views_on_rank, args=(2, str(tmp_path / "store"), str(tmp_path / "views")), nprocs=2)
+    alone = compute_teacher_views(CountingTeacher(), _images(9), Normalizer(SPEC, torch.device("cpu")), 3, seed=5)
+    ranks = [torch.load(tmp_path / f"views-{rank}.pt") for rank in (0, 1)]
+    assert [r["rows"] for r in ranks] == [3 * 5, 3 * 4]  # 9 images, 3 views: rows 0, 2, 4, ... and 1, 3, ...
+    for got in ranks:
+        assert torch.equal(got["params"], alone.params)
+        assert torch.allclose(got["logits"], alone.logits, atol=1e-5)
