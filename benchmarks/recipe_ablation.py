@@ -8,10 +8,10 @@ slow each other.
     python benchmarks/recipe_ablation.py data/photo-grass --epochs 12
     python benchmarks/recipe_ablation.py data/photo-grass --variants alone distilled student:mobilenet_v2
 
-Variants: `alone` (no teacher), `distilled` (the trainer's defaults: KD τ 4 λ 1 from cached teacher views,
+Variants: `alone` (no teacher), `distilled` (the trainer's defaults: KD τ 2 λ 1 from cached teacher views,
 a distilling student at `--kd-lr-scale` × the rate), `live-teacher` (the teacher runs on every batch instead
 of its cached views), `weight-decay-0`, `onecycle` (the reference's schedule instead of warm-up + cosine),
-`no-bn-recalibration`, `batch-4|8|16|32`, `lr-2e-3|4e-3|8e-3|1.6e-2`, `tau-1|2`, `lam-2|4`, `no-dropout`,
+`no-bn-recalibration`, `batch-4|8|16|32`, `lr-2e-3|4e-3|8e-3|1.6e-2`, `tau-1|2|4`, `lam-2|4`, `no-dropout`,
 `dilated` (output stride 16), `stem-stride-2` (torchvision's stem instead of the trainer's stride-1 one),
 `student:ARCH` / `alone:ARCH` for another torchvision student, and `A+B` for two changes at once (e.g.
 `alone+stem-stride-2`).
@@ -45,6 +45,7 @@ CHANGES: dict[str, dict[str, Any]] = {
     "lr-4e-3": {"lr": 4e-3},
     "tau-2": {"tau": 2.0},
     "tau-1": {"tau": 1.0},
+    "tau-4": {"tau": 4.0},
     "lam-2": {"lam": 2.0},
     "lam-4": {"lam": 4.0},
     "batch-8": {"batch_size": 8},
@@ -125,8 +126,11 @@ def main() -> int:
                 if isinstance(module, torch.nn.Dropout):
                     module.p = dropout
         started = time.perf_counter()
-        result = fit(model, prep.train, prep.val, prep.norm, cfg, teacher=teacher,
-                     teacher_views=views if cached else None, label=variant)  # fmt: skip
+        # The student alone trains as the trainer's baseline does: no teacher, so a fresh augmentation each
+        # epoch (until stop 21 it drew from the teacher's cached views, a different augmentation).
+        mentor = teacher if distilling else None
+        result = fit(model, prep.train, prep.val, prep.norm, cfg, teacher=mentor,
+                     teacher_views=views if cached and mentor else None, label=variant)  # fmt: skip
         print(json.dumps({
             "data": args.data.name, "variant": variant, "seed": seed, "arch": arch, "stem_stride": stem_stride,
             "params": count_params(model),

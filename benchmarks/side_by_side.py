@@ -52,6 +52,7 @@ def trainer(data: Path, epochs: int, teacher: str, student: str, size: int, extr
         "alone": report["baseline"]["test_accuracy"],
         "distilled": report["student"]["test_accuracy"],
         "epochs_run": {m: report[m]["epochs_run"] for m in ("teacher", "baseline", "student")},
+        "final_train_accuracy": {m: report[m]["final_train_accuracy"] for m in ("teacher", "baseline", "student")},
         "seconds": seconds,
     }
 

@@ -23,6 +23,7 @@ class ModelSummary:
     best_epoch: int | None  # None: loaded, not trained in this run
     best_val_accuracy: float | None
     epochs_run: int | None
+    final_train_accuracy: float | None  # on its augmented training images, last epoch: low = under-fitted
     train_seconds: float | None
     stopped_early: str | None  # why training ended before its last epoch (early stopping), if it did
     time_to_95: dict[str, float] | None  # first epoch at 95 % of the best validation accuracy, seconds until then
@@ -44,6 +45,7 @@ def summarize(arch: str, model: nn.Module, evaluation: dict[str, Any], result: F
         best_epoch=result.best_epoch if result else None,
         best_val_accuracy=result.best_val_accuracy if result else None,
         epochs_run=len(history) if result else None,
+        final_train_accuracy=history[-1]["train_accuracy"] if history else None,
         train_seconds=round(sum(row["seconds"] for row in history), 1) if result else None,
         stopped_early=result.stopped_early if result else None,
         time_to_95=time_to_fraction(history) if result else None,

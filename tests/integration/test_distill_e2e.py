@@ -54,7 +54,7 @@ def test_distill_writes_a_complete_bundle(tiny_data, tmp_path, capsys):
     assert report["teacher"]["params"] >= 5 * report["student"]["params"]
     for key in ("escape_rate", "overkill_rate"):
         assert key in report["student"]
-    assert report["tau"] == 4.0
+    assert report["tau"] == 2.0  # the default temperature
     assert report["lam"] == 1.0
     assert "| student | mobilenet_v3_small (stem stride 1) |" in (out / "report.md").read_text()
     # The default full-resolution stem is what ships, and the bundle says so.
