@@ -126,11 +126,8 @@ def main() -> int:
                 if isinstance(module, torch.nn.Dropout):
                     module.p = dropout
         started = time.perf_counter()
-        # The student alone trains as the trainer's baseline does: no teacher, so a fresh augmentation each
-        # epoch (until stop 21 it drew from the teacher's cached views, a different augmentation).
-        mentor = teacher if distilling else None
-        result = fit(model, prep.train, prep.val, prep.norm, cfg, teacher=mentor,
-                     teacher_views=views if cached and mentor else None, label=variant)  # fmt: skip
+        result = fit(model, prep.train, prep.val, prep.norm, cfg, teacher=teacher,
+                     teacher_views=views if cached else None, label=variant)  # fmt: skip
         print(json.dumps({
             "data": args.data.name, "variant": variant, "seed": seed, "arch": arch, "stem_stride": stem_stride,
             "params": count_params(model),
