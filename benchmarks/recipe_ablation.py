@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import time
 from pathlib import Path
@@ -104,7 +105,7 @@ def main() -> int:
         print(json.dumps({**row, "test_accuracy": test_accuracy(teacher, prep)}), flush=True)
     teacher.eval()
     views = compute_teacher_views(teacher, prep.train.images, prep.norm, 8, 0)
-    for variant, seed in [(variant, seed) for variant in args.variants for seed in args.seeds]:
+    for variant, seed in itertools.product(args.variants, args.seeds):
         change = changes_of(variant)
         arch, cached = change.pop("arch", args.student_arch), change.pop("cached", True)
         dropout = change.pop("dropout", None)

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+TRAINED = ("teacher", "baseline", "student")  # the models of a `--baseline` run
 
 
 def reference(data: Path, epochs: int, teacher: str, student: str, size: int) -> dict[str, object]:
@@ -51,8 +52,7 @@ def trainer(data: Path, epochs: int, teacher: str, student: str, size: int, extr
         "teacher": report["teacher"]["test_accuracy"],
         "alone": report["baseline"]["test_accuracy"],
         "distilled": report["student"]["test_accuracy"],
-        "epochs_run": {m: report[m]["epochs_run"] for m in ("teacher", "baseline", "student")},
-        "final_train_accuracy": {m: report[m]["final_train_accuracy"] for m in ("teacher", "baseline", "student")},
+        **{key: {m: report[m][key] for m in TRAINED} for key in ("epochs_run", "final_train_accuracy")},
         "seconds": seconds,
     }
 

@@ -106,8 +106,9 @@ def gathered(mine: torch.Tensor, count: int) -> torch.Tensor:
     world = world_size()
     padded = mine.new_zeros((-(-count // world), *mine.shape[1:]))  # all_gather needs equal shapes
     padded[: len(mine)] = mine
-    parts = [torch.empty_like(_for_backend(padded)) for _ in range(world)]
-    dist.all_gather(parts, _for_backend(padded))
+    sent = _for_backend(padded)  # under NCCL one copy to the GPU, not one per part
+    parts = [torch.empty_like(sent) for _ in range(world)]
+    dist.all_gather(parts, sent)
     whole = mine.new_empty((count, *mine.shape[1:]))
     for source, part in enumerate(parts):
         whole[source::world] = part[: len(range(source, count, world))].cpu()
