@@ -12,7 +12,8 @@ Variants: `alone` (no teacher), `distilled` (the trainer's defaults: KD τ 2 λ 
 a distilling student at `--kd-lr-scale` × the rate), `live-teacher` (the teacher runs on every batch instead
 of its cached views), `weight-decay-0`, `onecycle` (the reference's schedule instead of warm-up + cosine),
 `no-bn-recalibration`, `batch-4|8|16|32`, `lr-2e-3|4e-3|8e-3|1.6e-2`, `tau-1|2|4`, `lam-2|4`, `no-dropout`,
-`dilated` (output stride 16), `stem-stride-2` (torchvision's stem instead of the trainer's stride-1 one),
+`dilated` (output stride 16), `no-zero-init` (residual branches start at torchvision's init, not at zero),
+`stem-stride-2` (torchvision's stem instead of the trainer's stride-1 one),
 `student:ARCH` / `alone:ARCH` for another torchvision student, and `A+B` for two changes at once (e.g.
 `alone+stem-stride-2`).
 """
@@ -32,7 +33,14 @@ from splits import decoded, test_accuracy  # benchmarks/splits.py (scripts run f
 
 from edge_agent.trainer.distill import DistillOptions, fit_config
 from edge_agent.trainer.fit import fit
-from edge_agent.trainer.models import count_params, create_model, fix_batchnorm_momentum, set_stem_stride
+from edge_agent.trainer.models import (
+    count_params,
+    create_model,
+    fix_batchnorm_momentum,
+    residual_branch_ends,
+    set_stem_stride,
+    zero_init_residual,
+)
 from edge_agent.trainer.teacher_cache import compute_teacher_views
 
 CHANGES: dict[str, dict[str, Any]] = {
@@ -59,6 +67,7 @@ CHANGES: dict[str, dict[str, Any]] = {
     "stem-stride-1": {"stem_stride": 1},
     "stem-stride-2": {"stem_stride": 2},
     "dilated": {"dilated": True},
+    "no-zero-init": {"zero_init": False},
 }
 
 
@@ -108,7 +117,7 @@ def main() -> int:
     for variant, seed in itertools.product(args.variants, args.seeds):
         change = changes_of(variant)
         arch, cached = change.pop("arch", args.student_arch), change.pop("cached", True)
-        dropout = change.pop("dropout", None)
+        dropout, zero_init = change.pop("dropout", None), change.pop("zero_init", True)
         stem_stride, dilated = change.pop("stem_stride", opts.student_stem_stride), change.pop("dilated", False)
         distilling = change.get("lam", 1.0) > 0
         base = dataclasses.replace(defaults, lam=1.0, lr=opts.lr * (opts.kd_lr_scale if distilling else 1.0))
@@ -118,10 +127,14 @@ def main() -> int:
             from torchvision.models import get_model
 
             model = get_model(arch, weights=None, num_classes=classes, dilated=True)
+            zero_init_residual(model)
             fix_batchnorm_momentum(model)
             set_stem_stride(model, arch, stem_stride)
         else:
-            model = create_model(arch, classes, stem_stride=stem_stride)
+            model = create_model(arch, classes, stem_stride=stem_stride, zero_residual=True)
+        if not zero_init:
+            for norm in residual_branch_ends(model):
+                torch.nn.init.ones_(norm.weight)
         if dropout is not None:
             for module in model.modules():
                 if isinstance(module, torch.nn.Dropout):

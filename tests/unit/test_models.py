@@ -89,3 +89,38 @@ def test_a_checkpoint_rebuilds_the_stem_it_was_trained_with(tmp_path):
     save_model(tmp_path / "m.pt", model, "mobilenet_v3_small", ["good", "a", "b"], "good", spec)
     loaded, state = load_model(tmp_path / "m.pt")
     assert stem_stride(loaded) == 1 == state["stem_stride"]
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_v3_small", "resnet18"])
+def test_a_student_from_scratch_starts_every_residual_block_as_the_identity(arch):
+    # A block whose branch starts at zero passes its input through: the network starts shallow, and a
+    # 12-epoch student no longer stalls with two classes unseparated in some seeds.
+    from torchvision.models.resnet import BasicBlock
+
+    model = create_model(arch, 5, zero_residual=True).eval()
+    blocks = [m for m in model.modules() if getattr(m, "use_res_connect", False)]
+    blocks += [m for m in model.modules() if isinstance(m, BasicBlock) and m.downsample is None]
+    assert blocks
+    for block in blocks:
+        channels = next(c for c in block.modules() if isinstance(c, torch.nn.Conv2d)).in_channels
+        x = torch.randn(2, channels, 8, 8)
+        with torch.no_grad():
+            expected = torch.relu(x) if isinstance(block, BasicBlock) else x
+            assert torch.equal(block(x), expected)
+
+
+def test_a_teacher_keeps_torchvision_init_and_pretrained_weights_are_kept_as_they_are(monkeypatch, tmp_path):
+    # A 12-epoch ResNet-18 teacher started with zeroed branches scored 8.5 points lower: only students zero them.
+    from torchvision.models import get_model
+
+    from edge_agent.trainer.models import residual_branch_ends
+
+    def untouched(model):
+        ends = residual_branch_ends(model)
+        return ends and all(bool((norm.weight == 1).all()) for norm in ends)
+
+    assert untouched(create_model("resnet18", 5))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    imagenet = get_model("resnet18", weights=None).state_dict()  # stands in for the downloaded file
+    monkeypatch.setattr("torchvision.models._api.load_state_dict_from_url", lambda *a, **k: imagenet)
+    assert untouched(create_model("resnet18", 5, pretrained=True, zero_residual=True))
