@@ -37,7 +37,6 @@ from edge_agent.trainer.models import (
     count_params,
     create_model,
     fix_batchnorm_momentum,
-    residual_branch_ends,
     set_stem_stride,
     zero_init_residual,
 )
@@ -127,14 +126,12 @@ def main() -> int:
             from torchvision.models import get_model
 
             model = get_model(arch, weights=None, num_classes=classes, dilated=True)
-            zero_init_residual(model)
+            if zero_init:
+                zero_init_residual(model)
             fix_batchnorm_momentum(model)
             set_stem_stride(model, arch, stem_stride)
         else:
-            model = create_model(arch, classes, stem_stride=stem_stride, zero_residual=True)
-        if not zero_init:
-            for norm in residual_branch_ends(model):
-                torch.nn.init.ones_(norm.weight)
+            model = create_model(arch, classes, stem_stride=stem_stride, zero_residual=zero_init)
         if dropout is not None:
             for module in model.modules():
                 if isinstance(module, torch.nn.Dropout):
