@@ -153,8 +153,8 @@ def train_student(
     cfg = fit_config(opts, epochs or opts.epochs)
     cfg.tau, cfg.lam, cfg.mixup, cfg.unlabeled_ratio = tau, lam, opts.mixup, opts.unlabeled_ratio
     if teacher is not None and lam > 0:
-        # Soft targets steady a higher rate: at 12 epochs on real photographs the distilled student gained
-        # 3.5-7.5 points from twice the rate, the student alone lost 7 (docs/benchmarks.md, the ablation).
+        # A knob, 1 by default: twice the rate helped students that under-fitted (stop 18) and stalled one
+        # that starts with its residual branches at zero (docs/benchmarks.md, the side-by-side).
         cfg.lr = opts.lr * opts.kd_lr_scale
     cfg.hint_weight = opts.hint_weight if (opts.feature_kd and teacher is not None) else 0.0
     cfg.keep_val_probs = keep_val_probs
