@@ -11,11 +11,13 @@ slow each other.
 Variants: `alone` (no teacher), `distilled` (the trainer's defaults: KD τ 2 λ 1 from cached teacher views,
 a distilling student at `--kd-lr-scale` × the rate), `live-teacher` (the teacher runs on every batch instead
 of its cached views), `weight-decay-0`, `onecycle` (the reference's schedule instead of warm-up + cosine),
-`no-bn-recalibration`, `batch-4|8|16|32`, `lr-2e-3|4e-3|8e-3|1.6e-2`, `tau-1|2|4`, `lam-2|4`, `no-dropout`,
+`no-bn-recalibration`, `batch-4|8|16|32`, `lr-2e-3|4e-3|8e-3|1.6e-2`, `tau-1|2|4`, `lam-0.25|2|4`,
+`no-dropout`, `mixup-0.2` (a live teacher on mixed pairs),
 `dilated` (output stride 16), `no-zero-init` (residual branches start at torchvision's init, not at zero),
 `stem-stride-2` (torchvision's stem instead of the trainer's stride-1 one),
 `student:ARCH` / `alone:ARCH` for another torchvision student, and `A+B` for two changes at once (e.g.
-`alone+stem-stride-2`).
+`alone+stem-stride-2`). `--teacher-stem-stride 1`, `--teacher-lr`, `--teacher-zero-residual` and
+`--teacher-seed` train (and cache, under their own name) another teacher.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from splits import decoded, test_accuracy  # benchmarks/splits.py (scripts run from benchmarks/)
+from splits import accuracy, decoded, test_accuracy  # benchmarks/splits.py (scripts run from benchmarks/)
 
 from edge_agent.trainer.distill import DistillOptions, fit_config
 from edge_agent.trainer.fit import fit
@@ -56,6 +58,7 @@ CHANGES: dict[str, dict[str, Any]] = {
     "tau-4": {"tau": 4.0},
     "lam-2": {"lam": 2.0},
     "lam-4": {"lam": 4.0},
+    "lam-0.25": {"lam": 0.25},
     "batch-8": {"batch_size": 8},
     "lr-8e-3": {"lr": 8e-3},
     "lr-2e-3": {"lr": 2e-3},
@@ -67,6 +70,7 @@ CHANGES: dict[str, dict[str, Any]] = {
     "stem-stride-2": {"stem_stride": 2},
     "dilated": {"dilated": True},
     "no-zero-init": {"zero_init": False},
+    "mixup-0.2": {"mixup": 0.2, "cached": False},
 }
 
 
@@ -87,6 +91,10 @@ def main() -> int:
     parser.add_argument("data", type=Path)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--teacher-arch", default="resnet18")
+    parser.add_argument("--teacher-stem-stride", type=int, default=2, choices=(1, 2))
+    parser.add_argument("--teacher-lr", type=float, help="the teacher's peak rate (default: the trainer's --lr)")
+    parser.add_argument("--teacher-zero-residual", action="store_true", help="start the teacher's branches at zero")
+    parser.add_argument("--teacher-seed", type=int, default=0, help="the teacher's batches (its weights if > 0)")
     parser.add_argument("--student-arch", default=DistillOptions.student_arch)
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--variants", nargs="+", default=list(CHANGES))
@@ -99,18 +107,29 @@ def main() -> int:
     # that every variant runs its whole budget.
     opts = DistillOptions(data=args.data, out=Path("unused"), image_size=args.image_size)
     defaults = dataclasses.replace(fit_config(opts, args.epochs), progress=False, patience=0)
-    saved = args.data / f".teacher-{args.teacher_arch}-{args.epochs}e-{args.image_size}px.pt"
-    teacher = create_model(args.teacher_arch, classes)
+    # The teacher's departures from the trainer's, named in its cache file (none: the trainer's teacher).
+    teacher_cfg = dataclasses.replace(defaults, seed=args.teacher_seed, lr=args.teacher_lr or defaults.lr)
+    tag = "".join([
+        "-stem1" if args.teacher_stem_stride == 1 else "", f"-lr{args.teacher_lr:g}" if args.teacher_lr else "",
+        "-zero" if args.teacher_zero_residual else "", f"-seed{args.teacher_seed}" if args.teacher_seed else "",
+    ])  # fmt: skip
+    saved = args.data / f".teacher-{args.teacher_arch}{tag}-{args.epochs}e-{args.image_size}px.pt"
+    if args.teacher_seed:  # seed 0 keeps torch's start-up draw: the teacher every earlier table used
+        torch.manual_seed(args.teacher_seed)
+    teacher = create_model(
+        args.teacher_arch, classes, stem_stride=args.teacher_stem_stride, zero_residual=args.teacher_zero_residual
+    )
     if saved.is_file():
         teacher.load_state_dict(torch.load(saved))
     else:
-        torch.manual_seed(0)
+        torch.manual_seed(args.teacher_seed)
         started = time.perf_counter()
-        fit(teacher, prep.train, prep.val, prep.norm, defaults)
+        fit(teacher, prep.train, prep.val, prep.norm, teacher_cfg)
         torch.save(teacher.state_dict(), saved)
         seconds = round(time.perf_counter() - started)
-        row = {"data": args.data.name, "variant": "teacher", "arch": args.teacher_arch, "seconds": seconds}
-        print(json.dumps({**row, "test_accuracy": test_accuracy(teacher, prep)}), flush=True)
+        row = {"data": args.data.name, "variant": "teacher" + tag, "arch": args.teacher_arch, "seconds": seconds}
+        fits = {"test_accuracy": test_accuracy(teacher, prep), "train_accuracy": accuracy(teacher, prep, "train")}
+        print(json.dumps({**row, **fits}), flush=True)
     teacher.eval()
     views = compute_teacher_views(teacher, prep.train.images, prep.norm, 8, 0)
     for variant, seed in itertools.product(args.variants, args.seeds):

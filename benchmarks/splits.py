@@ -15,6 +15,12 @@ def decoded(data: Path, image_size: int) -> Prepared:
     return prepare(DistillOptions(data=data, out=Path("unused"), image_size=image_size), torch.device("cpu"))
 
 
+def accuracy(model: torch.nn.Module, prep: Prepared, split: str) -> float:
+    """Accuracy on a split's clean (unaugmented) images: `test`, or `train` to see how well a model fits."""
+    images = getattr(prep, split)
+    predicted = predict_probs(model, images.images, prep.norm).argmax(1)
+    return round(float((predicted == images.labels.numpy()).mean()), 4)
+
+
 def test_accuracy(model: torch.nn.Module, prep: Prepared) -> float:
-    predicted = predict_probs(model, prep.test.images, prep.norm).argmax(1)
-    return round(float((predicted == prep.test.labels.numpy()).mean()), 4)
+    return accuracy(model, prep, "test")
