@@ -49,6 +49,7 @@ class FitConfig:
     weight_decay: float = 5e-4
     tau: float = DistillOptions.tau
     lam: float = 0.0
+    kd_schedule: str = DistillOptions.kd_schedule  # λ over the epochs (see kd_weight)
     hint_weight: float = 0.0
     mixup: float = 0.0  # Beta(α, α) mixing of batch pairs; with a teacher this is "function matching"
     seed: int = 0
@@ -139,6 +140,19 @@ def bn_batches(train: ImageSet, norm: Normalizer, limit: int = 1024, batch: int 
     return [norm(images[i : i + batch]) for i in range(0, len(images), batch)]
 
 
+def kd_weight(schedule: str, epoch: int, epochs: int) -> float:
+    """The distillation term's share of λ in `epoch` (1-based) of at most `epochs`: "constant" 1; "half" 1
+    for the first half, then 0 (the student ends on the labels alone, so a teacher no better than the student
+    cannot hold it at the teacher's level); "linear" from 1 down towards 0."""
+    if schedule == "constant":
+        return 1.0
+    if schedule == "half":
+        return 1.0 if epoch <= epochs / 2 else 0.0
+    if schedule == "linear":
+        return 1.0 - (epoch - 1) / epochs
+    raise ValueError(f"unknown distillation schedule {schedule!r}")
+
+
 class _Tap:
     """Forward hook that keeps the last output of a module (for feature hints)."""
 
@@ -183,7 +197,8 @@ class Loop:
         distilling = teacher is not None and cfg.lam > 0
         self.images, self.labels = distillation_rows(train, unlabeled if distilling else None)
         self.teaching = choose_teaching(cfg, teacher, views, self.device, len(self.images))
-        self.criterion = DistillationLoss(cfg.tau, cfg.lam if not isinstance(self.teaching, NoTeacher) else 0.0)
+        self.lam_base = cfg.lam if self.teaching.teaches else 0.0
+        self.criterion = DistillationLoss(cfg.tau, self.lam_base)
         self.hint: FeatureHintLoss | None = None
         self.taps: tuple[_Tap, _Tap] | None = None
         if isinstance(self.teaching, LiveTeacher) and teacher is not None and cfg.hint_weight > 0:
@@ -246,6 +261,7 @@ class Loop:
         cfg = self.cfg
         generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch + 7919 * distributed.rank())
         order = distributed.shard_order(self.labelled, cfg.seed, epoch)
+        self.criterion.lam = self.lam_base * kd_weight(cfg.kd_schedule, epoch, cfg.epochs)
         self.model.train()
         sums = [0.0] * 6
         started = time.perf_counter()

@@ -19,6 +19,8 @@ from edge_agent.trainer.tensors import apply_augment, augment
 
 
 class Teaching(Protocol):
+    teaches: bool  # whether there is a teacher: its distillation term counts only then
+
     def view(
         self, x01: torch.Tensor, index: torch.Tensor, generator: torch.Generator, augmented: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -31,6 +33,8 @@ class Teaching(Protocol):
 
 
 class NoTeacher:
+    teaches = False
+
     def view(
         self, x01: torch.Tensor, index: torch.Tensor, generator: torch.Generator, augmented: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -41,6 +45,8 @@ class NoTeacher:
 
 
 class LiveTeacher(NoTeacher):
+    teaches = True
+
     def __init__(self, model: nn.Module) -> None:
         self.model = model.eval()
 
@@ -52,6 +58,8 @@ class LiveTeacher(NoTeacher):
 class CachedTeacher:
     """Each row trains on one of its cached views, rebuilt from the stored augmentation parameters, so the
     student sees exactly the image the teacher labelled."""
+
+    teaches = True
 
     def __init__(self, views: TeacherViews, device: torch.device) -> None:
         self.views, self.device = views, device

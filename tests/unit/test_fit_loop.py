@@ -102,3 +102,18 @@ def test_the_summary_says_how_well_a_model_fit_its_own_training_images():
     summary = summarize("conv", model, evaluation, FitResult(model, history=rows, best_epoch=3))
     assert summary.final_train_accuracy == 0.72
     assert summarize("conv", model, evaluation, None).final_train_accuracy is None
+
+
+@pytest.mark.parametrize(
+    ("schedule", "weights"), [("constant", [1, 1, 1, 1]), ("linear", [1, 0.75, 0.5, 0.25]), ("half", [1, 1, 0, 0])]
+)
+def test_the_distillation_term_is_weighted_by_its_schedule_each_epoch(schedule, weights):
+    data, norm = tiny_data(), Normalizer(SPEC, torch.device("cpu"))
+    teacher = tiny_model().eval()
+    torch.manual_seed(1)
+    student = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    cfg = FitConfig(epochs=4, batch_size=8, lam=2.0, kd_schedule=schedule, progress=False, recalibrate_bn=False)
+    history = fit(student, data, data, norm, cfg, teacher=teacher).history  # a live teacher (no cached views)
+    # An epoch's logged loss is its task loss plus its λ times its (unweighted) distillation term.
+    applied = [(row["loss"] - row["task_loss"]) / (2.0 * row["kd_loss"]) if row["kd_loss"] else 0.0 for row in history]
+    assert applied == pytest.approx(weights, abs=1e-4)
