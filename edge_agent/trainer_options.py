@@ -105,10 +105,6 @@ class DistillOptions:
         "wrong ones; docs/benchmarks.md)", check=positive,
     )  # fmt: skip
     lam: float = opt(1.0, "weight λ of the distillation term (0 = no teacher)", check=not_negative)
-    kd_schedule: str = opt(
-        "constant", "λ over a student's epochs: constant; half (0 after the first half: the student then fits "
-        "the labels alone); linear (down to 0)", choices=("constant", "half", "linear"),
-    )  # fmt: skip
     feature_kd: bool = opt(False, "also match features (FitNets hint, 1x1 adapter)")
     hint_weight: float = opt(1.0, "weight of the feature hint", check=not_negative)
     mixup: float = opt(0.0, "mix image pairs with Beta(a, a) weights for the students (0 = off)", check=not_negative)

@@ -152,7 +152,6 @@ def train_student(
     )
     cfg = fit_config(opts, epochs or opts.epochs)
     cfg.tau, cfg.lam, cfg.mixup, cfg.unlabeled_ratio = tau, lam, opts.mixup, opts.unlabeled_ratio
-    cfg.kd_schedule = opts.kd_schedule
     if teacher is not None and lam > 0:
         # A knob, 1 by default: twice the rate helped students that under-fitted (stop 18) and stalled one
         # that starts with its residual branches at zero (docs/benchmarks.md, the side-by-side).
@@ -310,7 +309,6 @@ def finish(
         "name": opts.name or opts.out.name,
         "tau": tau,
         "lam": lam,
-        "kd_schedule": opts.kd_schedule,
         "hint_weight": opts.hint_weight if opts.feature_kd else 0.0,
         "threshold": calibration.threshold,
         "calibration": calibration.to_dict(),

@@ -49,7 +49,8 @@ class FitConfig:
     weight_decay: float = 5e-4
     tau: float = DistillOptions.tau
     lam: float = 0.0
-    kd_schedule: str = DistillOptions.kd_schedule  # λ over the epochs (see kd_weight)
+    # λ over the epochs (see kd_weight): a benchmark knob; "half" and "linear" measured no better (docs/benchmarks.md)
+    kd_schedule: str = "constant"
     hint_weight: float = 0.0
     mixup: float = 0.0  # Beta(α, α) mixing of batch pairs; with a teacher this is "function matching"
     seed: int = 0

@@ -208,12 +208,6 @@ def teacher_lead(report: dict[str, Any]) -> str | None:
     return line
 
 
-SCHEDULE_WORDS = {
-    "half": " for the first half of the epochs, then the labels alone",
-    "linear": " falling linearly towards 0 over the epochs",
-}
-
-
 def markdown(report: dict[str, Any]) -> str:
     models = [m for m in ("teacher", "student", "baseline") if m in report]
     lines = [
@@ -225,7 +219,6 @@ def markdown(report: dict[str, Any]) -> str:
         + " images.",
         "",
         f"Student loss: L = CE + λ·τ²·KL with τ = {report['tau']}, λ = {report['lam']}"
-        + (SCHEDULE_WORDS.get(report.get("kd_schedule", "constant"), "") if report["lam"] else "")
         + (f", feature hint weight {report['hint_weight']}" if report.get("hint_weight") else "")
         + ".",
         f"Threshold on the defect score 1 − p(good): **{report['threshold']:.4f}** ({report['calibration']['note']}).",

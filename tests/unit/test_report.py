@@ -167,16 +167,3 @@ def test_a_student_with_a_halving_stem_is_pointed_at_the_full_resolution_stem_fi
     assert "--student-stem-stride 1" in teacher_lead(report)
     report["student"]["stem_stride"] = 1
     assert "--student-stem-stride" not in teacher_lead(report)
-
-
-def test_the_loss_line_says_when_the_distillation_term_stops():
-    report = crafted(0.9, 0.85, 0.8)
-    report.update(
-        name="t", data={"root": "d", "layout": "imagefolder", "classes": ["good", "stain"], "counts": {}},
-        tau=2.0, threshold=0.5, calibration={"note": "n"}, good_class="good",
-    )  # fmt: skip
-    assert "λ = 1.0." in markdown(report)
-    report["kd_schedule"] = "half"
-    assert "λ = 1.0 for the first half of the epochs, then the labels alone." in markdown(report)
-    report["lam"] = 0.0
-    assert "λ = 0.0." in markdown(report)
