@@ -143,8 +143,9 @@ def bn_batches(train: ImageSet, norm: Normalizer, limit: int = 1024, batch: int 
 
 def kd_weight(schedule: str, epoch: int, epochs: int) -> float:
     """The distillation term's share of λ in `epoch` (1-based) of at most `epochs`: "constant" 1; "half" 1
-    for the first half, then 0 (the student ends on the labels alone, so a teacher no better than the student
-    cannot hold it at the teacher's level); "linear" from 1 down towards 0."""
+    for the first half, then 0 (the student ends on the labels alone: early-stopped KD, meant to free a
+    student from a teacher no better than itself); "linear" from 1 down towards 0. On our photograph sets
+    neither beat "constant" (docs/benchmarks.md)."""
     if schedule == "constant":
         return 1.0
     if schedule == "half":
