@@ -12,7 +12,8 @@ Variants: `alone` (no teacher), `distilled` (the trainer's defaults: KD τ 2 λ 
 a distilling student at `--kd-lr-scale` × the rate), `live-teacher` (the teacher runs on every batch instead
 of its cached views), `weight-decay-0`, `onecycle` (the reference's schedule instead of warm-up + cosine),
 `no-bn-recalibration`, `batch-4|8|16|32`, `lr-2e-3|4e-3|8e-3|1.6e-2`, `tau-1|2|4`, `lam-0.25|2|4`,
-`no-dropout`, `mixup-0.2` (a live teacher on mixed pairs),
+`no-dropout`, `mixup-0.2` (a live teacher on mixed pairs), `feature-kd` (KD plus a FitNets hint, live teacher),
+`kd-half` / `kd-linear` (λ 0 after half the epochs / falling linearly),
 `dilated` (output stride 16), `no-zero-init` (residual branches start at torchvision's init, not at zero),
 `stem-stride-2` (torchvision's stem instead of the trainer's stride-1 one),
 `student:ARCH` / `alone:ARCH` for another torchvision student, and `A+B` for two changes at once (e.g.
@@ -73,6 +74,7 @@ CHANGES: dict[str, dict[str, Any]] = {
     "mixup-0.2": {"mixup": 0.2, "cached": False},
     "kd-linear": {"kd_schedule": "linear"},
     "kd-half": {"kd_schedule": "half"},
+    "feature-kd": {"hint_weight": 1.0, "cached": False},
 }
 
 
