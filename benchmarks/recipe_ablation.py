@@ -15,7 +15,9 @@ of its cached views), `weight-decay-0`, `onecycle` (the reference's schedule ins
 `no-dropout`, `mixup-0.2` (a live teacher on mixed pairs), `feature-kd` (KD plus a FitNets hint, live teacher),
 `kd-half` / `kd-linear` (λ 0 after half the epochs / falling linearly),
 `dilated` (output stride 16), `no-zero-init` (residual branches start at torchvision's init, not at zero),
-`stem-stride-2` (torchvision's stem instead of the trainer's stride-1 one),
+`stem-stride-2` (torchvision's stem instead of the trainer's stride-1 one), `born-again` (taught by the
+teacher and the same seed's student alone, logits averaged: list `alone` first), `alone-teaches` (by the
+student alone only), `dkd` / `nckd` / `nckd-1` (decoupled KD with (α, β) = (1, 8), (0, 8), (0, 1)),
 `student:ARCH` / `alone:ARCH` for another torchvision student, and `A+B` for two changes at once (e.g.
 `alone+stem-stride-2`). `--teacher-stem-stride 1`, `--teacher-lr`, `--teacher-batch`, `--teacher-zero-residual`
 and `--teacher-seed` train (and cache, under their own name) another teacher.
@@ -75,7 +77,23 @@ CHANGES: dict[str, dict[str, Any]] = {
     "kd-linear": {"kd_schedule": "linear"},
     "kd-half": {"kd_schedule": "half"},
     "feature-kd": {"hint_weight": 1.0, "cached": False},
+    "born-again": {"co_teacher": "alone"},
+    "dkd": {"kd_decoupled": (1.0, 8.0)},
+    "nckd": {"kd_decoupled": (0.0, 8.0)},
+    "nckd-1": {"kd_decoupled": (0.0, 1.0)},
+    "alone-teaches": {"co_teacher": "alone-only"},
 }
+
+
+class Ensemble(torch.nn.Module):
+    """Teachers whose logits are averaged: the ResNet teacher and the same seed's student alone."""
+
+    def __init__(self, *models: torch.nn.Module) -> None:
+        super().__init__()
+        self.members = torch.nn.ModuleList(models)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.members]).mean(0)
 
 
 def changes_of(variant: str) -> dict[str, Any]:
@@ -141,10 +159,18 @@ def main() -> int:
         print(json.dumps({**row, **fits}), flush=True)
     teacher.eval()
     views = compute_teacher_views(teacher, prep.train.images, prep.norm, 8, 0)
+    alone_students: dict[int, torch.nn.Module] = {}  # per seed, for the variants it teaches
     for variant, seed in itertools.product(args.variants, args.seeds):
         change = changes_of(variant)
         arch, cached = change.pop("arch", args.student_arch), change.pop("cached", True)
         dropout, zero_init = change.pop("dropout", None), change.pop("zero_init", True)
+        co_teacher, variant_teacher, variant_views = change.pop("co_teacher", None), teacher, views
+        if co_teacher is not None:
+            first = alone_students[seed].eval()  # KeyError: list `alone` before it
+            variant_teacher = Ensemble(teacher, first) if co_teacher == "alone" else first
+            variant_views = compute_teacher_views(variant_teacher, prep.train.images, prep.norm, 8, 0)
+            print(json.dumps({"data": args.data.name, "variant": variant + "-teacher", "seed": seed,
+                              "test_accuracy": test_accuracy(variant_teacher, prep)}), flush=True)  # fmt: skip
         stem_stride, dilated = change.pop("stem_stride", opts.student_stem_stride), change.pop("dilated", False)
         distilling = change.get("lam", 1.0) > 0
         base = dataclasses.replace(defaults, lam=1.0, lr=opts.lr * (opts.kd_lr_scale if distilling else 1.0))
@@ -165,8 +191,10 @@ def main() -> int:
                 if isinstance(module, torch.nn.Dropout):
                     module.p = dropout
         started = time.perf_counter()
-        result = fit(model, prep.train, prep.val, prep.norm, cfg, teacher=teacher,
-                     teacher_views=views if cached else None, label=variant)  # fmt: skip
+        result = fit(model, prep.train, prep.val, prep.norm, cfg, teacher=variant_teacher,
+                     teacher_views=variant_views if cached else None, label=variant)  # fmt: skip
+        if variant == "alone":
+            alone_students[seed] = model
         print(json.dumps({
             "data": args.data.name, "variant": variant, "seed": seed, "arch": arch, "stem_stride": stem_stride,
             "params": count_params(model),

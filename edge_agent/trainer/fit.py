@@ -51,6 +51,7 @@ class FitConfig:
     lam: float = 0.0
     # λ over the epochs (see kd_weight): a benchmark knob; "half" and "linear" measured no better (docs/benchmarks.md)
     kd_schedule: str = "constant"
+    kd_decoupled: tuple[float, float] | None = None  # decoupled KD's (α, β): a benchmark knob (losses.py)
     hint_weight: float = 0.0
     mixup: float = 0.0  # Beta(α, α) mixing of batch pairs; with a teacher this is "function matching"
     seed: int = 0
@@ -200,7 +201,7 @@ class Loop:
         self.images, self.labels = distillation_rows(train, unlabeled if distilling else None)
         self.teaching = choose_teaching(cfg, teacher, views, self.device, len(self.images))
         self.lam_base = cfg.lam if self.teaching.teaches else 0.0
-        self.criterion = DistillationLoss(cfg.tau, self.lam_base)
+        self.criterion = DistillationLoss(cfg.tau, self.lam_base, cfg.kd_decoupled)
         self.hint: FeatureHintLoss | None = None
         self.taps: tuple[_Tap, _Tap] | None = None
         if isinstance(self.teaching, LiveTeacher) and teacher is not None and cfg.hint_weight > 0:

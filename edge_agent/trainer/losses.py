@@ -11,9 +11,15 @@ class DistillationLoss(nn.Module):
     """L = CE(s, y) + λ·τ²·KL(softmax(t/τ) ‖ softmax(s/τ)), KL averaged over the batch.
 
     Rows whose target is -1 (teacher-labelled unlabelled images) feed only the KD term.
+
+    `decoupled=(α, β)` replaces the KL by its two parts (decoupled KD, Zhao et al. 2022): α × the KL of
+    the binary "true class or not" split, β × the KL among the other classes alone, so that a teacher
+    unsure of the true class does not pull the student's belief in it down while it still says which
+    wrong classes look alike. KL = TCKD + (1 − p_teacher(true)) × NCKD; unlabelled rows take the teacher's
+    top class as their true one.
     """
 
-    def __init__(self, tau: float = 4.0, lam: float = 1.0) -> None:
+    def __init__(self, tau: float = 4.0, lam: float = 1.0, decoupled: tuple[float, float] | None = None) -> None:
         super().__init__()
         if tau <= 0:
             raise ValueError("tau must be positive")
@@ -21,6 +27,7 @@ class DistillationLoss(nn.Module):
             raise ValueError("lam must not be negative")
         self.tau = tau
         self.lam = lam
+        self.decoupled = decoupled
 
     def forward(
         self, student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, targets: torch.Tensor
@@ -33,10 +40,41 @@ class DistillationLoss(nn.Module):
         if teacher_logits is None or self.lam == 0:
             kd_loss = torch.zeros((), device=student_logits.device)
         else:
-            log_p_student = F.log_softmax(student_logits / self.tau, dim=1)
-            p_teacher = F.softmax(teacher_logits.detach() / self.tau, dim=1)
-            kd_loss = F.kl_div(log_p_student, p_teacher, reduction="batchmean") * self.tau**2
+            teacher_logits = teacher_logits.detach()
+            if self.decoupled is not None:
+                true = torch.where(labelled, targets, teacher_logits.argmax(1))
+                kd_loss = decoupled_kd(student_logits, teacher_logits, true, self.tau, *self.decoupled)
+            else:
+                log_p_student = F.log_softmax(student_logits / self.tau, dim=1)
+                p_teacher = F.softmax(teacher_logits / self.tau, dim=1)
+                kd_loss = F.kl_div(log_p_student, p_teacher, reduction="batchmean") * self.tau**2
         return {"loss": task_loss + self.lam * kd_loss, "task_loss": task_loss, "kd_loss": kd_loss}
+
+
+def decoupled_kd(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    true: torch.Tensor,
+    tau: float,
+    alpha: float,
+    beta: float,
+) -> torch.Tensor:
+    """α·TCKD + β·NCKD, each × τ² and averaged over the batch (see DistillationLoss)."""
+    is_true = F.one_hot(true, student_logits.shape[1]).bool()
+    p_s, p_t = F.softmax(student_logits / tau, dim=1), F.softmax(teacher_logits / tau, dim=1)
+
+    def split(p: torch.Tensor) -> torch.Tensor:  # [p(true), p(any other)], kept off log(0)
+        inside = (p * is_true).sum(1, keepdim=True)
+        return torch.cat([inside, 1.0 - inside], 1).clamp_min(1e-8)
+
+    b_s, b_t = split(p_s), split(p_t)
+    tckd = (b_t * (b_t.log() - b_s.log())).sum(1).mean()
+    # Among the other classes only: the true class masked out before the softmax.
+    masked = is_true * 1e4
+    log_q_s = F.log_softmax(student_logits / tau - masked, dim=1)
+    q_t = F.softmax(teacher_logits / tau - masked, dim=1)
+    nckd = F.kl_div(log_q_s, q_t, reduction="batchmean")
+    return (alpha * tckd + beta * nckd) * tau**2
 
 
 class FeatureHintLoss(nn.Module):

@@ -4,7 +4,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edge_agent.trainer.losses import DistillationLoss, FeatureHintLoss  # noqa: E402
+from edge_agent.trainer.losses import DistillationLoss, FeatureHintLoss, decoupled_kd  # noqa: E402
 
 
 def reference_kd(student, teacher, tau):
@@ -117,3 +117,31 @@ def test_unlabeled_rows_never_reach_the_task_loss():
     assert task_grad[labelled].abs().sum() > 0
     (kd_grad,) = torch.autograd.grad(parts["kd_loss"], student)
     assert kd_grad[~labelled].abs().sum() > 0, "the unlabelled rows do feed the KD term"
+
+
+def test_decoupled_kd_splits_hintons_kl_into_its_true_class_and_other_class_parts():
+    # Per row, KL(t ‖ s) = TCKD + (1 − p_t(true)) · NCKD (Zhao et al. 2022): weighting NCKD by that factor
+    # row by row must give Hinton's term back, whatever the rows.
+    torch.manual_seed(0)
+    student, teacher = torch.randn(6, 5) * 3, torch.randn(6, 5) * 3
+    true, tau = torch.tensor([0, 1, 2, 3, 4, 1]), 2.0
+    hinton = DistillationLoss(tau, 1.0)(student, teacher, true)["kd_loss"]
+    p_true = torch.softmax(teacher / tau, 1).gather(1, true[:, None]).squeeze(1)
+    rebuilt = (
+        sum(
+            decoupled_kd(student[i : i + 1], teacher[i : i + 1], true[i : i + 1], tau, 1.0, float(1 - p_true[i]))
+            for i in range(6)
+        )
+        / 6
+    )
+    assert torch.isclose(rebuilt, hinton, rtol=1e-4)
+    assert float(decoupled_kd(student, teacher, true, tau, 0.0, 1.0)) > 0
+
+
+def test_decoupled_kd_takes_the_teachers_top_class_for_unlabelled_rows():
+    student, teacher = torch.randn(4, 5), torch.randn(4, 5)
+    unlabelled = torch.full((4,), -1)
+    loss = DistillationLoss(2.0, 1.0, decoupled=(1.0, 8.0))(student, teacher, unlabelled)
+    expected = decoupled_kd(student, teacher, teacher.argmax(1), 2.0, 1.0, 8.0)
+    assert torch.isclose(loss["kd_loss"], expected)
+    assert float(loss["task_loss"]) == 0.0
