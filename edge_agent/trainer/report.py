@@ -180,7 +180,7 @@ def teacher_lead(report: dict[str, Any]) -> str | None:
         return (
             f"The teacher is no more accurate than the student alone on test ({_pct(teacher)} vs {_pct(alone)}): "
             "there is nothing for distillation to transfer. Train a better teacher first: more --teacher-epochs "
-            "(a teacher stopped at 30 epochs on trainer synth data scored 75 %, at 90 epochs 97 %), a larger "
+            "(a ResNet-18 on grass photographs scored 89.5 % at 12 epochs, 95.0 % at 20), a larger "
             "--teacher-arch, or --pretrained weights."
         )
     if report["lam"] == 0:
@@ -208,6 +208,13 @@ def teacher_lead(report: dict[str, Any]) -> str | None:
     return line
 
 
+def _loss_line(report: dict[str, Any]) -> str:
+    if report["lam"] == 0 and not report.get("hint_weight"):
+        return "Student loss: L = CE — the student alone (λ = 0), the teacher not used."
+    hint = f", feature hint weight {report['hint_weight']}" if report.get("hint_weight") else ""
+    return f"Student loss: L = CE + λ·τ²·KL with τ = {report['tau']}, λ = {report['lam']}{hint}."
+
+
 def markdown(report: dict[str, Any]) -> str:
     models = [m for m in ("teacher", "student", "baseline") if m in report]
     lines = [
@@ -218,9 +225,7 @@ def markdown(report: dict[str, Any]) -> str:
         + ", ".join(f"{split} {count:,}" for split, count in report["data"]["counts"].items())
         + " images.",
         "",
-        f"Student loss: L = CE + λ·τ²·KL with τ = {report['tau']}, λ = {report['lam']}"
-        + (f", feature hint weight {report['hint_weight']}" if report.get("hint_weight") else "")
-        + ".",
+        _loss_line(report),
         f"Threshold on the defect score 1 − p(good): **{report['threshold']:.4f}** ({report['calibration']['note']}).",
         "",
         "| model | arch | params | test accuracy | escape | overkill | best epoch |",

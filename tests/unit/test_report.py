@@ -167,3 +167,18 @@ def test_a_student_with_a_halving_stem_is_pointed_at_the_full_resolution_stem_fi
     assert "--student-stem-stride 1" in teacher_lead(report)
     report["student"]["stem_stride"] = 1
     assert "--student-stem-stride" not in teacher_lead(report)
+
+
+def test_the_loss_line_of_a_student_trained_alone_names_no_temperature():
+    # --tune ships the student alone (λ = 0) when the teacher is clearly behind; its τ is a placeholder.
+    report = crafted(0.95, 0.975, 0.975, lam=0.0)
+    report.update(
+        name="t",
+        data={"root": "d", "layout": "imagefolder", "classes": ["good", "stain"], "counts": {}},
+        tau=1.0,
+        threshold=0.5,
+        calibration={"note": "n"},
+        good_class="good",
+    )
+    loss_line = next(line for line in markdown(report).splitlines() if line.startswith("Student loss"))
+    assert loss_line == "Student loss: L = CE — the student alone (λ = 0), the teacher not used."
