@@ -17,6 +17,13 @@ def crafted(teacher: float, student: float, baseline: float | None, lam: float =
     return {**report, "lam": lam}
 
 
+def renderable(report: dict, **fields) -> dict:
+    """`crafted` plus what `markdown` reads besides the models; `fields` override."""
+    data = {"root": "d", "layout": "imagefolder", "classes": ["good", "stain"], "counts": {}}
+    defaults = {"name": "t", "data": data, "tau": 4.0, "threshold": 0.5, "calibration": {"note": "n"}}
+    return {**report, **defaults, "good_class": "good", **fields}
+
+
 def test_no_baseline_no_reading():
     assert teacher_lead(crafted(0.9, 0.8, None)) is None
 
@@ -61,16 +68,7 @@ def test_a_student_trained_alone_says_so():
 
 def test_markdown_shows_the_reading_under_the_table():
     report = crafted(0.968, 0.728, 0.752)
-    report.update(
-        name="t",
-        data={"root": "d", "layout": "imagefolder", "classes": ["good", "stain"], "counts": {}},
-        tau=4.0,
-        threshold=0.5,
-        calibration={"note": "n"},
-        good_class="good",
-        teacher_lead=teacher_lead(report),
-    )
-    text = markdown(report)
+    text = markdown(renderable(report, teacher_lead=teacher_lead(report)))
     assert text.index("leads the student alone") < text.index("## Escape rate per defect class")
 
 
@@ -143,15 +141,10 @@ def test_contact_sheets_and_histograms_show_the_mistakes_with_paths_relative_to_
 
 
 def test_markdown_prints_counts_not_a_dict_and_no_absolute_paths():
-    report = crafted(0.9, 0.85, 0.8)
-    report.update(
-        name="t",
+    report = renderable(
+        crafted(0.9, 0.85, 0.8),
         data={"root": "press7-data", "layout": "imagefolder", "classes": ["good", "stain"],
               "counts": {"train": 480, "val": 120, "test": 160}},
-        tau=4.0,
-        threshold=0.5,
-        calibration={"note": "n"},
-        good_class="good",
         mistakes={"escaped": [{"path": "test/stain/3.png", "label": "stain", "defect_score": 0.2}], "overkill": []},
     )  # fmt: skip
     text = markdown(report)
@@ -171,14 +164,6 @@ def test_a_student_with_a_halving_stem_is_pointed_at_the_full_resolution_stem_fi
 
 def test_the_loss_line_of_a_student_trained_alone_names_no_temperature():
     # --tune ships the student alone (λ = 0) when the teacher is clearly behind; its τ is a placeholder.
-    report = crafted(0.95, 0.975, 0.975, lam=0.0)
-    report.update(
-        name="t",
-        data={"root": "d", "layout": "imagefolder", "classes": ["good", "stain"], "counts": {}},
-        tau=1.0,
-        threshold=0.5,
-        calibration={"note": "n"},
-        good_class="good",
-    )
+    report = renderable(crafted(0.95, 0.975, 0.975, lam=0.0), tau=1.0)
     loss_line = next(line for line in markdown(report).splitlines() if line.startswith("Student loss"))
     assert loss_line == "Student loss: L = CE — the student alone (λ = 0), the teacher not used."
