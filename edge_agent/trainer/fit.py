@@ -51,6 +51,7 @@ class FitConfig:
     lam: float = 0.0
     # λ over the epochs (see kd_weight): a benchmark knob; "half" and "linear" measured no better (docs/benchmarks.md)
     kd_schedule: str = "constant"
+    optimizer: str = "adamw"  # "sgd": Nesterov momentum 0.9, weight decay as L2 — a benchmark knob for teachers
     kd_decoupled: tuple[float, float] | None = None  # decoupled KD's (α, β): a benchmark knob (losses.py)
     hint_weight: float = 0.0
     mixup: float = 0.0  # Beta(α, α) mixing of batch pairs; with a teacher this is "function matching"
@@ -88,15 +89,21 @@ def mixup_pairs(n: int, alpha: float, generator: torch.Generator) -> tuple[float
 def make_optimizer(
     model: nn.Module, cfg: FitConfig, total_steps: int, steps_per_epoch: int, extra: list[nn.Parameter] | None = None
 ) -> tuple[Any, Any]:
-    """AdamW and its per-step schedule. With `backbone_lr_scale` < 1 or a head warm-up (the fine-tuning
-    recipe for pretrained weights) the new head and the backbone are separate groups: the head learns at
-    `lr` from the start, the backbone waits out the warm-up and then moves at the smaller rate. `extra`
-    (a feature-hint adapter) learns with the head."""
+    """AdamW (or SGD, `cfg.optimizer`) and its per-step schedule. With `backbone_lr_scale` < 1 or a head
+    warm-up (the fine-tuning recipe for pretrained weights) the new head and the backbone are separate
+    groups: the head learns at `lr` from the start, the backbone waits out the warm-up and then moves at
+    the smaller rate. `extra` (a feature-hint adapter) learns with the head."""
     head = {id(p) for p in head_parameters(model)}
     groups = [{"params": [p for p in model.parameters() if id(p) in head] + (extra or []), "lr": cfg.lr}]
     backbone = [p for p in model.parameters() if id(p) not in head]
     groups.append({"params": backbone, "lr": cfg.lr * cfg.backbone_lr_scale})
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer: torch.optim.Optimizer
+    if cfg.optimizer == "sgd":
+        optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        raise ValueError(f"optimizer {cfg.optimizer!r}: choose adamw or sgd")
     held = cfg.head_warmup_epochs * steps_per_epoch
     if cfg.schedule == "onecycle":
         lrs = [group["lr"] for group in optimizer.param_groups]

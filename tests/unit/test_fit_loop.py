@@ -87,6 +87,22 @@ def test_without_fine_tuning_every_parameter_learns_at_the_same_rate():
     assert len({group["lr"] for group in optimizer.param_groups}) == 1
 
 
+def test_the_optimizer_is_adamw_unless_sgd_is_named_and_a_misspelt_name_is_refused():
+    # The SGD knob reproduces a benchmark row (docs/benchmarks.md, a teacher that leads): Nesterov, L2 decay.
+    def built(name: str) -> torch.optim.Optimizer:
+        cfg = FitConfig(epochs=2, lr=0.05, optimizer=name)
+        return make_optimizer(tiny_model(), cfg, total_steps=20, steps_per_epoch=10)[0]
+
+    assert isinstance(built("adamw"), torch.optim.AdamW)
+    sgd = built("sgd")
+    assert isinstance(sgd, torch.optim.SGD)
+    assert sgd.defaults["nesterov"]
+    assert sgd.defaults["momentum"] == 0.9
+    assert sgd.defaults["weight_decay"] == 5e-4
+    with pytest.raises(ValueError, match="adamw or sgd"):
+        built("adam")
+
+
 def test_the_summary_says_how_well_a_model_fit_its_own_training_images():
     # An under-fitted student (brick-gravel: 72 % on training images after 12 epochs) is told apart from an
     # over-fitted one by its last training accuracy, which the report keeps beside the test accuracy.
