@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from edge_agent.trainer import distributed
+from edge_agent.trainer.batches import bn_batches, mixup_pairs, unlabeled_rows
 from edge_agent.trainer.hooks import (
     EpochEnd,
     FitResult,
@@ -29,7 +30,7 @@ from edge_agent.trainer.hooks import (
     keep_val_probs,
     save_checkpoint,
 )
-from edge_agent.trainer.losses import DistillationLoss, FeatureHintLoss
+from edge_agent.trainer.losses import DistillationLoss, FeatureHintLoss, kd_weight
 from edge_agent.trainer.models import feature_channels, feature_module, head_parameters, recalibrate_batchnorm
 from edge_agent.trainer.teacher_cache import TeacherViews
 from edge_agent.trainer.teaching import CachedTeacher, LiveTeacher, NoTeacher, Teaching
@@ -49,7 +50,7 @@ class FitConfig:
     weight_decay: float = 5e-4
     tau: float = DistillOptions.tau
     lam: float = 0.0
-    # λ over the epochs (see kd_weight): a benchmark knob; "half" and "linear" measured no better (docs/benchmarks.md)
+    # λ over the epochs (losses.kd_weight): a benchmark knob; "half" and "linear" measured no better
     kd_schedule: str = "constant"
     # "sgd": Nesterov momentum 0.9, weight decay as L2; a benchmark knob (a 12-epoch ResNet-18: 70 % against 89.5 %)
     optimizer: str = "adamw"
@@ -77,15 +78,6 @@ def predict_probs(model: nn.Module, images: torch.Tensor, norm: Normalizer, batc
         logits = model(norm(images[i : i + batch_size]))
         out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
     return np.concatenate(out)
-
-
-def mixup_pairs(n: int, alpha: float, generator: torch.Generator) -> tuple[float, torch.Tensor | None]:
-    """A mixing weight from Beta(α, α) and a partner for every row, or (1, None) when mixup is off."""
-    if alpha <= 0 or n < 2:
-        return 1.0, None
-    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-    mix = float(np.random.default_rng(seed).beta(alpha, alpha))
-    return mix, torch.randperm(n, generator=generator)
 
 
 def make_optimizer(
@@ -121,48 +113,6 @@ def make_optimizer(
         return 0.0 if step < held else cosine(step - held)
 
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, [cosine, after_head_warmup])
-
-
-def unlabeled_rows(
-    first: int, count: int, epoch: int, step: int, steps_per_epoch: int, take: int, seed: int
-) -> torch.Tensor:
-    """Rows `first .. first + count - 1` (the unlabelled images) for one batch: `take` of them, from a
-    stream of fresh permutations that runs across epochs, so every unlabelled image is used before any
-    repeats, however many there are. Pure in (epoch, step): a resumed run draws the same rows."""
-    if count <= 0 or take <= 0:
-        return torch.empty(0, dtype=torch.long)
-    start = ((epoch - 1) * steps_per_epoch + step) * take
-    rows = []
-    while take > 0:
-        sweep, offset = divmod(start, count)
-        order = torch.randperm(count, generator=torch.Generator().manual_seed(seed * 1_000_003 + sweep))
-        chunk = order[offset : offset + take]
-        rows.append(chunk)
-        start, take = start + len(chunk), take - len(chunk)
-    return first + torch.cat(rows)
-
-
-def bn_batches(train: ImageSet, norm: Normalizer, limit: int = 1024, batch: int = 128) -> list[torch.Tensor]:
-    """Clean training images for BatchNorm recalibration, drawn across the whole set in a fixed random
-    order: the images are stored class by class, and a batch of one class has the wrong variance (and
-    the first `limit` images might be only the first classes)."""
-    order = torch.randperm(len(train.images), generator=torch.Generator().manual_seed(0))[:limit]
-    images = train.images[order]
-    return [norm(images[i : i + batch]) for i in range(0, len(images), batch)]
-
-
-def kd_weight(schedule: str, epoch: int, epochs: int) -> float:
-    """The distillation term's share of λ in `epoch` (1-based) of at most `epochs`: "constant" 1; "half" 1
-    for the first half, then 0 (the student ends on the labels alone: early-stopped KD, meant to free a
-    student from a teacher no better than itself); "linear" from 1 down towards 0. On our photograph sets
-    neither beat "constant" (docs/benchmarks.md)."""
-    if schedule == "constant":
-        return 1.0
-    if schedule == "half":
-        return 1.0 if epoch <= epochs / 2 else 0.0
-    if schedule == "linear":
-        return 1.0 - (epoch - 1) / epochs
-    raise ValueError(f"unknown distillation schedule {schedule!r}")
 
 
 class _Tap:

@@ -77,6 +77,20 @@ def decoupled_kd(
     return (alpha * tckd + beta * nckd) * tau**2
 
 
+def kd_weight(schedule: str, epoch: int, epochs: int) -> float:
+    """The distillation term's share of λ in `epoch` (1-based) of at most `epochs`: "constant" 1; "half" 1
+    for the first half, then 0 (the student ends on the labels alone: early-stopped KD, meant to free a
+    student from a teacher no better than itself); "linear" from 1 down towards 0. On our photograph sets
+    neither beat "constant" (docs/benchmarks.md)."""
+    if schedule == "constant":
+        return 1.0
+    if schedule == "half":
+        return 1.0 if epoch <= epochs / 2 else 0.0
+    if schedule == "linear":
+        return 1.0 - (epoch - 1) / epochs
+    raise ValueError(f"unknown distillation schedule {schedule!r}")
+
+
 class FeatureHintLoss(nn.Module):
     """FitNets hint: a 1×1 adapter maps student features to the teacher's channels; MSE between them."""
 

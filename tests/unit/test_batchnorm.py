@@ -27,7 +27,7 @@ def test_recalibration_images_mix_the_classes():
     """Images are stored class by class; recalibration batches must not be single-class, and a limit
     must not keep only the first classes."""
     from edge_agent.runtime.manifest import InputSpec
-    from edge_agent.trainer.fit import bn_batches
+    from edge_agent.trainer.batches import bn_batches
     from edge_agent.trainer.tensors import ImageSet, Normalizer
 
     labels = torch.arange(4).repeat_interleave(50)  # 200 images, sorted by class

@@ -86,7 +86,7 @@ def test_feature_hint_adapts_channels_and_size():
 
 
 def test_mixup_pairs_off_and_on():
-    from edge_agent.trainer.fit import mixup_pairs
+    from edge_agent.trainer.batches import mixup_pairs
 
     assert mixup_pairs(8, 0.0, torch.Generator().manual_seed(0)) == (1.0, None)
     first = mixup_pairs(8, 0.4, torch.Generator().manual_seed(3))

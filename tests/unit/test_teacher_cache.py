@@ -5,7 +5,8 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from edge_agent.runtime.manifest import InputSpec  # noqa: E402
-from edge_agent.trainer.fit import FitConfig, fit, unlabeled_rows  # noqa: E402
+from edge_agent.trainer.batches import unlabeled_rows  # noqa: E402
+from edge_agent.trainer.fit import FitConfig, fit  # noqa: E402
 from edge_agent.trainer.teacher_cache import compute_teacher_views  # noqa: E402
 from edge_agent.trainer.tensors import (  # noqa: E402
     ImageSet,
