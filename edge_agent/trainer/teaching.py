@@ -32,19 +32,24 @@ class Teaching(Protocol):
         ...
 
 
-class NoTeacher:
-    teaches = False
+class _FreshViews:
+    """The student's view is drawn anew for each batch; no teacher's logits come with it."""
 
     def view(
         self, x01: torch.Tensor, index: torch.Tensor, generator: torch.Generator, augmented: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         return (augment(x01, generator) if augmented else x01), None
 
+
+class NoTeacher(_FreshViews):
+    teaches = False
+
     def logits(self, x: torch.Tensor) -> torch.Tensor | None:
         return None
 
 
-class LiveTeacher(NoTeacher):
+# Not a NoTeacher: taking a live teacher for "no teacher" once trained its students with λ = 0 (stop 24).
+class LiveTeacher(_FreshViews):
     teaches = True
 
     def __init__(self, model: nn.Module) -> None:
