@@ -35,7 +35,7 @@ def make_frames(work: Path, count: int, size: int) -> tuple[Path, Path]:
     folder = work / "frames"
     folder.mkdir()
     video = work / "line.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (size, size))
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"MJPG"), 30, (size, size))
     for i in range(count):
         image = render(rng, size, CLASSES[i % len(CLASSES)])
         cv2.imwrite(str(folder / f"{i:05d}.png"), image)

@@ -136,6 +136,7 @@ def main() -> int:
     test_dir = args.work / f"test{args.image_size}-{args.test_per_class}"
     if args.test_per_class and not test_dir.exists():
         write_dataset(test_dir, args.test_per_class, args.image_size, seed=args.seed + 7)
+    run_dir = args.work / "run"
     base = DistillOptions(
         data=data,
         out=args.work / "bundle",
@@ -147,8 +148,8 @@ def main() -> int:
         image_size=args.image_size,
         seed=args.seed,
         progress=False,
-        work_dir=args.work / "run",
-        teacher=(args.work / "run" / "teacher.pt") if args.reuse_teacher else None,
+        work_dir=run_dir,
+        teacher=(run_dir / "teacher.pt") if args.reuse_teacher else None,
     )
     device = torch.device("cpu")
     prep = prepare(base, device)
@@ -156,11 +157,11 @@ def main() -> int:
         extra = load_dataset(test_dir, base.good_class, seed=args.seed)
         prep.test = load_images(extra.train + extra.val + extra.test, prep.spec, "test")
     started = time.perf_counter()
-    teacher, _, _ = train_teacher(base, prep, base.work_dir)  # type: ignore[arg-type]
+    teacher, _, _ = train_teacher(base, prep, run_dir)
     teacher_seconds = time.perf_counter() - started
     good = prep.splits.good_index
     val_is_defect = prep.val.labels.numpy() != good
-    rows = []
+    rows: list[dict[str, Any]] = []
     correct: dict[str, np.ndarray] = {}  # per test image, for paired differences against the student alone
     saved_probs: dict[str, np.ndarray] = {}  # val and test probabilities, to study thresholds offline
 
@@ -169,11 +170,11 @@ def main() -> int:
         threshold = calibrate_threshold(val_is_defect, 1 - probs[:, good], 0.05).threshold
         test_probs = predict_probs(model, prep.test.images, prep.norm)  # once: the report and the paired column
         test_labels = prep.test.labels.numpy()
-        ev = classification_report(test_labels, test_probs, prep.splits.classes, good, threshold)
+        ev: dict[str, Any] = classification_report(test_labels, test_probs, prep.splits.classes, good, threshold)
         correct[name] = test_probs.argmax(1) == test_labels
         saved_probs[f"{name} | val"], saved_probs[f"{name} | test"] = probs, test_probs
-        labels = {"labels | val": prep.val.labels.numpy(), "labels | test": test_labels}
-        np.savez(args.work / "probs.npz", **saved_probs, **labels)  # good class at prep.splits.good_index
+        arrays: dict[str, Any] = {**saved_probs, "labels | val": prep.val.labels.numpy(), "labels | test": test_labels}
+        np.savez(args.work / "probs.npz", **arrays)  # good class at prep.splits.good_index
         per_defect = {c: v["escape_rate"] for c, v in ev["per_class"].items() if "escape_rate" in v}
         rows.append(
             {
@@ -200,8 +201,8 @@ def main() -> int:
     recipes = dict(RECIPES)
     for spec in args.kd:
         tau, lam, *ratio = (float(v) for v in spec.split(","))
-        extra = f" + {ratio[0]:g}x unlabeled" if ratio else ""
-        recipes[f"KD tau={tau:g} lam={lam:g}{extra}, cached teacher (8 views), long"] = {
+        with_unlabeled = f" + {ratio[0]:g}x unlabeled" if ratio else ""
+        recipes[f"KD tau={tau:g} lam={lam:g}{with_unlabeled}, cached teacher (8 views), long"] = {
             "tau": tau,
             "lam": lam,
             "views": 8,
@@ -237,7 +238,7 @@ def main() -> int:
                 t: float, lm: float, label: str, epochs: int, keep: int, o=opts, images=extra_images, cached=views
             ):
                 return train_student(
-                    o, prep, base.work_dir, teacher if lm > 0 else None, t, lm, label,
+                    o, prep, run_dir, teacher if lm > 0 else None, t, lm, label,
                     epochs=epochs, unlabeled=images, teacher_views=cached, keep_val_probs=keep,
                 )  # fmt: skip
 
@@ -252,7 +253,7 @@ def main() -> int:
             model, result = train_student(
                 opts,
                 prep,
-                base.work_dir,  # type: ignore[arg-type]
+                run_dir,
                 teacher if lam > 0 else None,
                 tau,
                 lam,
@@ -293,7 +294,8 @@ def main() -> int:
             f"{bare:.0f} images/s = {throughput / bare:.2f}x"
         )
     (args.work / "results.json").write_text(json.dumps(rows, indent=2))
-    np.savez(args.work / "test_correct.npz", **{r["recipe"]: correct[r["recipe"]] for r in rows})
+    per_recipe: dict[str, Any] = {r["recipe"]: correct[r["recipe"]] for r in rows}
+    np.savez(args.work / "test_correct.npz", **per_recipe)
     return 0
 
 

@@ -19,6 +19,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from splits import decoded, test_accuracy  # benchmarks/splits.py (scripts run from benchmarks/)
@@ -26,7 +27,8 @@ from splits import decoded, test_accuracy  # benchmarks/splits.py (scripts run f
 from edge_agent.trainer.fit import FitConfig, fit
 from edge_agent.trainer.models import fix_batchnorm_momentum
 
-RECIPES = {
+# name: (ImageNet weights?, FitConfig changes)
+RECIPES: dict[str, tuple[bool, dict[str, Any]]] = {
     "scratch": (False, {}),
     "pretrained, plain": (True, {}),
     "pretrained, head first, backbone at 0.1x": (True, {"backbone_lr_scale": 0.1, "head_warmup_epochs": 1}),

@@ -38,13 +38,7 @@ from splits import accuracy, decoded, test_accuracy  # benchmarks/splits.py (scr
 
 from edge_agent.trainer.distill import DistillOptions, fit_config
 from edge_agent.trainer.fit import fit
-from edge_agent.trainer.models import (
-    count_params,
-    create_model,
-    fix_batchnorm_momentum,
-    set_stem_stride,
-    zero_init_residual,
-)
+from edge_agent.trainer.models import count_params, create_model
 from edge_agent.trainer.teacher_cache import compute_teacher_views
 
 CHANGES: dict[str, dict[str, Any]] = {
@@ -82,6 +76,7 @@ CHANGES: dict[str, dict[str, Any]] = {
     "nckd": {"kd_decoupled": (0.0, 8.0)},
     "nckd-1": {"kd_decoupled": (0.0, 1.0)},
     "alone-teaches": {"co_teacher": "alone-only"},
+    "teacher-right": {"kd_rows": "teacher-right"},
 }
 
 
@@ -178,16 +173,8 @@ def main() -> int:
         base = dataclasses.replace(defaults, lam=1.0, lr=opts.lr * (opts.kd_lr_scale if distilling else 1.0))
         cfg = dataclasses.replace(base, seed=seed, **change)  # the seed draws the weights and the batches
         torch.manual_seed(seed)
-        if dilated:  # a torchvision option create_model does not pass on
-            from torchvision.models import get_model
-
-            model = get_model(arch, weights=None, num_classes=classes, dilated=True)
-            if zero_init:
-                zero_init_residual(model)
-            fix_batchnorm_momentum(model)
-            set_stem_stride(model, arch, stem_stride)
-        else:
-            model = create_model(arch, classes, stem_stride=stem_stride, zero_residual=zero_init)
+        options = {"dilated": True} if dilated else {}
+        model = create_model(arch, classes, stem_stride=stem_stride, zero_residual=zero_init, **options)
         if dropout is not None:
             for module in model.modules():
                 if isinstance(module, torch.nn.Dropout):

@@ -28,7 +28,10 @@ def load(split: Path, classes: list[str], size: int) -> tuple[torch.Tensor, torc
     images, labels = [], []
     for label, name in enumerate(classes):
         for path in sorted((split / name).iterdir()):
-            image = cv2.resize(cv2.imread(str(path), cv2.IMREAD_COLOR), (size, size), interpolation=cv2.INTER_AREA)
+            decoded = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if decoded is None:
+                raise SystemExit(f"{path}: not an image OpenCV can decode")
+            image = cv2.resize(decoded, (size, size), interpolation=cv2.INTER_AREA)
             images.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
             labels.append(label)
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0

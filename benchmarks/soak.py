@@ -29,6 +29,12 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def every_seq_arrived(subscriber: Subscriber) -> bool:
+    """Every seq up to the last one seen has reached the subscriber (re-deliveries allowed)."""
+    seqs = subscriber.unique_seqs()
+    return bool(seqs) and len(seqs) >= seqs[-1]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=180)
@@ -74,7 +80,7 @@ def main() -> int:
                 next_restart = now + args.restart_every
         agent.send_signal(signal.SIGTERM)
         agent.wait(timeout=60)
-        subscriber.wait_for(lambda s: s.unique_seqs() and len(s.unique_seqs()) >= s.unique_seqs()[-1], timeout=30)
+        subscriber.wait_for(every_seq_arrived, timeout=30)
         subscriber.stop()
         broker.stop()
     seqs = subscriber.unique_seqs()

@@ -56,6 +56,8 @@ class FitConfig:
     optimizer: str = "adamw"
     # Decoupled KD's (α, β) (losses.py): a benchmark knob, measured below Hinton's KL at 12 epochs
     kd_decoupled: tuple[float, float] | None = None
+    # "teacher-right": no KD term on rows whose teacher misses the label (losses.py); a benchmark knob
+    kd_rows: str = "all"
     hint_weight: float = 0.0
     mixup: float = 0.0  # Beta(α, α) mixing of batch pairs; with a teacher this is "function matching"
     seed: int = 0
@@ -160,7 +162,7 @@ class Loop:
         self.images, self.labels = distillation_rows(train, unlabeled if distilling else None)
         self.teaching = choose_teaching(cfg, teacher, views, self.device, len(self.images))
         self.lam_base = cfg.lam if self.teaching.teaches else 0.0
-        self.criterion = DistillationLoss(cfg.tau, self.lam_base, cfg.kd_decoupled)
+        self.criterion = DistillationLoss(cfg.tau, self.lam_base, cfg.kd_decoupled, cfg.kd_rows)
         self.hint: FeatureHintLoss | None = None
         self.taps: tuple[_Tap, _Tap] | None = None
         if isinstance(self.teaching, LiveTeacher) and teacher is not None and cfg.hint_weight > 0:

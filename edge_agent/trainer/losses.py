@@ -17,14 +17,27 @@ class DistillationLoss(nn.Module):
     unsure of the true class does not pull the student's belief in it down while it still says which
     wrong classes look alike. KL = TCKD + (1 − p_teacher(true)) × NCKD; unlabelled rows take the teacher's
     top class as their true one.
+
+    `kd_rows="teacher-right"` keeps the KD term only on rows whose teacher's top class is the label (and on
+    unlabelled rows), still averaged over the whole batch: an under-fitted teacher's mistakes on training
+    images are not taught, and those rows learn from their label alone.
     """
 
-    def __init__(self, tau: float = 4.0, lam: float = 1.0, decoupled: tuple[float, float] | None = None) -> None:
+    def __init__(
+        self,
+        tau: float = 4.0,
+        lam: float = 1.0,
+        decoupled: tuple[float, float] | None = None,
+        kd_rows: str = "all",
+    ) -> None:
         super().__init__()
         if tau <= 0:
             raise ValueError("tau must be positive")
         if lam < 0:
             raise ValueError("lam must not be negative")
+        if kd_rows not in ("all", "teacher-right"):
+            raise ValueError(f"kd_rows {kd_rows!r}: choose all or teacher-right")
+        self.kd_rows = kd_rows
         self.tau = tau
         self.lam = lam
         self.decoupled = decoupled
@@ -47,7 +60,10 @@ class DistillationLoss(nn.Module):
             else:
                 log_p_student = F.log_softmax(student_logits / self.tau, dim=1)
                 p_teacher = F.softmax(teacher_logits / self.tau, dim=1)
-                kd_loss = F.kl_div(log_p_student, p_teacher, reduction="batchmean") * self.tau**2
+                per_row = F.kl_div(log_p_student, p_teacher, reduction="none").sum(1)
+                if self.kd_rows == "teacher-right":
+                    per_row = per_row * (~labelled | (teacher_logits.argmax(1) == targets))
+                kd_loss = per_row.mean() * self.tau**2
         return {"loss": task_loss + self.lam * kd_loss, "task_loss": task_loss, "kd_loss": kd_loss}
 
 

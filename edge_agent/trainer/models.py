@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -143,13 +144,19 @@ def zero_init_residual(model: nn.Module) -> int:
 
 
 def create_model(
-    arch: str, n_classes: int, pretrained: bool = False, stem_stride: int = 2, zero_residual: bool = False
+    arch: str,
+    n_classes: int,
+    pretrained: bool = False,
+    stem_stride: int = 2,
+    zero_residual: bool = False,
+    **builder_options: Any,
 ) -> nn.Module:
     """A torchvision classifier by name; ImageNet weights through torchvision's weights API.
 
     `stem_stride` 1 runs its first convolution at stride 1 (see set_stem_stride); 2 keeps torchvision's.
     `zero_residual` starts every residual branch at zero when training from scratch (zero_init_residual;
-    the students do, the teacher does not)."""
+    the students do, the teacher does not). `builder_options` go to torchvision's model builder as they
+    are (e.g. MobileNetV3's `dilated=True`, which the benchmarks measure)."""
     from torchvision.models import get_model, get_model_weights, list_models
 
     if arch not in list_models(module=__import__("torchvision").models):
@@ -157,14 +164,14 @@ def create_model(
     if pretrained:
         weights = get_model_weights(arch).DEFAULT
         try:
-            model = get_model(arch, weights=weights)
+            model = get_model(arch, weights=weights, **builder_options)
         except (OSError, RuntimeError) as e:  # URLError is an OSError
             raise BadInputError(
                 f"cannot fetch ImageNet weights for {arch} ({type(e).__name__}); {weights_help(arch)}"
             ) from e
         replace_head(model, n_classes)
     else:
-        model = get_model(arch, weights=None, num_classes=n_classes)
+        model = get_model(arch, weights=None, num_classes=n_classes, **builder_options)
         if zero_residual:
             zero_init_residual(model)
     fix_batchnorm_momentum(model)

@@ -209,9 +209,10 @@ def teacher_lead(report: dict[str, Any]) -> str | None:
 
 
 def _loss_line(report: dict[str, Any]) -> str:
-    if report["lam"] == 0 and not report.get("hint_weight"):
+    hint_weight = report.get("hint_weight")
+    if report["lam"] == 0 and not hint_weight:
         return "Student loss: L = CE — the student alone (λ = 0), the teacher not used."
-    hint = f", feature hint weight {report['hint_weight']}" if report.get("hint_weight") else ""
+    hint = f", feature hint weight {hint_weight}" if hint_weight else ""
     return f"Student loss: L = CE + λ·τ²·KL with τ = {report['tau']}, λ = {report['lam']}{hint}."
 
 

@@ -145,3 +145,21 @@ def test_decoupled_kd_takes_the_teachers_top_class_for_unlabelled_rows():
     expected = decoupled_kd(student, teacher, teacher.argmax(1), 2.0, 1.0, 8.0)
     assert torch.isclose(loss["kd_loss"], expected)
     assert float(loss["task_loss"]) == 0.0
+
+
+def test_teacher_right_rows_drop_the_kd_term_where_the_teacher_misses_the_label():
+    gen = torch.Generator().manual_seed(3)
+    student = torch.randn(4, 3, generator=gen)
+    teacher = torch.tensor([[3.0, 0.0, 0.0], [3.0, 0.0, 0.0], [0.0, 0.0, 3.0], [0.0, 3.0, 0.0]])
+    targets = torch.tensor([0, 1, 2, -1])  # row 1: the teacher says 0, the label 1; row 3 unlabelled
+    parts = DistillationLoss(2.0, 1.0, kd_rows="teacher-right")(student, teacher, targets)
+    kept = [0, 2, 3]
+    # Averaged over the whole batch, so a row the teacher misses is taught by its label alone.
+    expected = reference_kd(student[kept], teacher[kept], 2.0) * len(kept) / len(student)
+    assert parts["kd_loss"].item() == pytest.approx(expected, rel=1e-5)
+    assert parts["task_loss"].item() == pytest.approx(reference_ce(student[:3], targets[:3]), rel=1e-5)
+
+
+def test_unknown_kd_rows_is_refused():
+    with pytest.raises(ValueError, match="kd_rows"):
+        DistillationLoss(2.0, 1.0, kd_rows="some")
