@@ -37,6 +37,8 @@ class DistillationLoss(nn.Module):
             raise ValueError("lam must not be negative")
         if kd_rows not in ("all", "teacher-right"):
             raise ValueError(f"kd_rows {kd_rows!r}: choose all or teacher-right")
+        if kd_rows != "all" and decoupled is not None:
+            raise ValueError("kd_rows selects rows of Hinton's KL only; decoupled KD uses every row")
         self.kd_rows = kd_rows
         self.tau = tau
         self.lam = lam

@@ -163,3 +163,9 @@ def test_teacher_right_rows_drop_the_kd_term_where_the_teacher_misses_the_label(
 def test_unknown_kd_rows_is_refused():
     with pytest.raises(ValueError, match="kd_rows"):
         DistillationLoss(2.0, 1.0, kd_rows="some")
+
+
+def test_teacher_right_rows_and_decoupled_kd_are_not_combined_silently():
+    # The decoupled form has no row selection; asking for both would train one of them without saying so.
+    with pytest.raises(ValueError, match="kd_rows"):
+        DistillationLoss(2.0, 1.0, decoupled=(0.0, 1.0), kd_rows="teacher-right")
