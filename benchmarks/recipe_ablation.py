@@ -118,6 +118,9 @@ def main() -> int:
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--variants", nargs="+", default=list(CHANGES))
     parser.add_argument("--seeds", type=int, nargs="+", default=[1], help="train each variant once per seed")
+    parser.add_argument(
+        "--precision", default="fp32", choices=("fp32", "bf16", "auto"), help="every model's train step (fit's)"
+    )
     args = parser.parse_args()
     prep = decoded(args.data, args.image_size)
     classes = len(prep.splits.classes)
@@ -125,7 +128,7 @@ def main() -> int:
     # The trainer's own defaults (`trainer distill` with no flags but the epochs), early stopping off so
     # that every variant runs its whole budget.
     opts = DistillOptions(data=args.data, out=Path("unused"), image_size=args.image_size)
-    defaults = dataclasses.replace(fit_config(opts, args.epochs), progress=False, patience=0)
+    defaults = dataclasses.replace(fit_config(opts, args.epochs), progress=False, patience=0, precision=args.precision)
     # The teacher's departures from the trainer's, named in its cache file (none: the trainer's teacher).
     teacher_cfg = dataclasses.replace(
         defaults, seed=args.teacher_seed, lr=args.teacher_lr or defaults.lr,
@@ -136,6 +139,7 @@ def main() -> int:
         f"-batch{args.teacher_batch}" if args.teacher_batch else "",
         "-sgd" if args.teacher_optimizer == "sgd" else "",
         "-zero" if args.teacher_zero_residual else "", f"-seed{args.teacher_seed}" if args.teacher_seed else "",
+        f"-{args.precision}" if args.precision != "fp32" else "",
     ])  # fmt: skip
     saved = args.data / f".teacher-{args.teacher_arch}{tag}-{args.epochs}e-{args.image_size}px.pt"
     if args.teacher_seed:  # seed 0 keeps torch's start-up draw: the teacher every earlier table used
@@ -155,7 +159,7 @@ def main() -> int:
         fits = {"test_accuracy": test_accuracy(teacher, prep), "train_accuracy": accuracy(teacher, prep, "train")}
         print(json.dumps({**row, **fits}), flush=True)
     teacher.eval()
-    views = compute_teacher_views(teacher, prep.train.images, prep.norm, 8, 0)
+    views = compute_teacher_views(teacher, prep.train.images, prep.norm, 8, 0, precision=args.precision)
     alone_students: dict[int, torch.nn.Module] = {}  # per seed, for the variants it teaches
     for variant, seed in itertools.product(args.variants, args.seeds):
         change = changes_of(variant)
@@ -165,7 +169,9 @@ def main() -> int:
         if co_teacher is not None:
             first = alone_students[seed].eval()  # KeyError: list `alone` before it
             variant_teacher = Ensemble(teacher, first) if co_teacher == "alone" else first
-            variant_views = compute_teacher_views(variant_teacher, prep.train.images, prep.norm, 8, 0)
+            variant_views = compute_teacher_views(
+                variant_teacher, prep.train.images, prep.norm, 8, 0, precision=args.precision
+            )
             print(json.dumps({"data": args.data.name, "variant": variant + "-teacher", "seed": seed,
                               "test_accuracy": test_accuracy(variant_teacher, prep)}), flush=True)  # fmt: skip
         stem_stride, dilated = change.pop("stem_stride", opts.student_stem_stride), change.pop("dilated", False)

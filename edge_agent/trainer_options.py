@@ -74,6 +74,10 @@ class DistillOptions:
         1, "stride of the student's first convolution: 1 lets its first block see the image at full resolution "
         "(same parameters, ~4x the multiply-adds); 2 keeps torchvision's stem", check=one_or_two,
     )  # fmt: skip
+    teacher_stem_stride: int = opt(
+        2, "stride of the teacher's first convolution (1: full resolution, as the student's; ~4x the teacher's "
+        "multiply-adds)", check=one_or_two, commands=BOTH,
+    )  # fmt: skip
     teacher: Path | None = opt(None, "reuse a trained teacher checkpoint (skip teacher training)")
     pretrained: bool = opt(False, "start the teacher from ImageNet weights (fine-tuning recipe)", commands=BOTH)
     epochs: int = opt(30, "most student epochs (early stopping may end sooner)", check=positive)
@@ -141,6 +145,11 @@ class DistillOptions:
         choices=("student", "best"),
     )  # fmt: skip
     int8: bool = opt(False, "also quantize for CPU (kept only when it wins)")
+    precision: str = opt(
+        "auto", "arithmetic of the training steps (weights and losses stay float32): auto = bf16 on a CPU with "
+        "native bfloat16 (AVX-512 BF16, AMX; ResNet steps ~1.7x faster), float16 mixed precision on CUDA, else fp32",
+        choices=("auto", "fp32", "bf16"), commands=BOTH,
+    )  # fmt: skip
     seed: int = opt(0, "random seed", commands=BOTH)
     device: str = opt("auto", "where to train (auto: cuda if present)", choices=("auto", "cpu", "cuda"), commands=BOTH)
     good_class: str = opt("good", "the passing class", commands=BOTH)

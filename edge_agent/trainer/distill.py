@@ -19,6 +19,7 @@ from edge_agent.trainer import distributed
 from edge_agent.trainer.checkpoint import load_model, save_model
 from edge_agent.trainer.fit import FitConfig, FitResult, fit, predict_probs
 from edge_agent.trainer.models import IMAGENET_MEAN, IMAGENET_STD, create_model
+from edge_agent.trainer.precision import arithmetic_name
 from edge_agent.trainer.report import choose_shipped, equal_overkill, gate, teacher_lead, write_report
 from edge_agent.trainer.report_pictures import mistakes
 from edge_agent.trainer.results import summarize
@@ -87,6 +88,7 @@ def fit_config(opts: DistillOptions, epochs: int) -> FitConfig:
         seed=opts.seed,
         progress=opts.progress,
         patience=opts.patience,
+        precision=opts.precision,
     )
 
 
@@ -105,7 +107,9 @@ def train_teacher(opts: DistillOptions, prep: Prepared, work: Path) -> tuple[nn.
         log.info("teacher reused from %s (--resume)", final)
         return model.to(prep.norm.mean.device), state["arch"], None
     torch.manual_seed(opts.seed)
-    model = create_model(opts.teacher_arch, len(prep.splits.classes), pretrained=opts.pretrained)
+    model = create_model(
+        opts.teacher_arch, len(prep.splits.classes), pretrained=opts.pretrained, stem_stride=opts.teacher_stem_stride
+    )
     cfg = fit_config(opts, opts.teacher_epochs)
     if opts.pretrained:
         # Fine-tuning knobs (a head-only warm-up, a slower backbone). Their defaults leave the backbone at
@@ -202,7 +206,7 @@ def cache_teacher(
         log.info("teacher outputs not cached: --mixup and --feature-kd need the teacher on every batch")
         return None
     images, _ = distillation_rows(prep.train, unlabeled)
-    return compute_teacher_views(teacher, images, prep.norm, opts.teacher_views, opts.seed)
+    return compute_teacher_views(teacher, images, prep.norm, opts.teacher_views, opts.seed, precision=opts.precision)
 
 
 def run_distill(opts: DistillOptions) -> dict[str, Any] | None:
@@ -317,6 +321,7 @@ def finish(
         "verdict": verdict,
         "seed": opts.seed,
         "image_size": opts.image_size,
+        "arithmetic": arithmetic_name(prep.norm.mean.device, opts.precision),
         "data": {
             "root": prep.splits.root.name,  # paths in the report are relative to it: no workstation paths
             "layout": prep.splits.layout,

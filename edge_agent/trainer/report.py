@@ -177,11 +177,17 @@ def teacher_lead(report: dict[str, Any]) -> str | None:
     teacher, student, alone = (report[m]["test_accuracy"] for m in ("teacher", "student", "baseline"))
     points = f"{100 * (teacher - alone):.1f} points"
     if teacher - alone < 0.01:
+        stem = (
+            "--teacher-stem-stride 1 (its stem halves the image; at 12 epochs it took a ResNet-18 on grass "
+            "photographs from 87.5 % to 93.5 % for 3.6x the time), "
+            if report["teacher"].get("stem_stride") == 2
+            else ""
+        )
         return (
             f"The teacher is no more accurate than the student alone on test ({_pct(teacher)} vs {_pct(alone)}): "
-            "there is nothing for distillation to transfer. Train a better teacher first: more --teacher-epochs "
-            "(a ResNet-18 on grass photographs scored 89.5 % at 12 epochs, 95.0 % at 20), a larger "
-            "--teacher-arch, or --pretrained weights."
+            f"there is nothing for distillation to transfer. Train a better teacher first: {stem}more "
+            "--teacher-epochs (a ResNet-18 on grass photographs scored 89.5 % at 12 epochs, 95.0 % at 20), a "
+            "larger --teacher-arch, or --pretrained weights."
         )
     if report["lam"] == 0:
         return f"The teacher leads the student alone by {points}; the shipped student was trained without it (λ = 0)."
@@ -301,6 +307,8 @@ def _budget_section(report: dict[str, Any], models: Sequence[str]) -> list[str]:
         "| model | epochs run | best epoch | 95 % of its best val accuracy at | seconds | stopped |",
         "| --- | ---: | ---: | ---: | ---: | --- |",
     ]
+    if report.get("arithmetic"):
+        lines[3:3] = [f"Training steps in {report['arithmetic']} (`--precision`); weights and losses in float32.", ""]
     for m in trained:
         r, at = report[m], report[m].get("time_to_95") or {}
         reached = f"epoch {at['epoch']} ({at['seconds']:.0f} s)" if at else "—"

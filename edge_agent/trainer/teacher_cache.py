@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from edge_agent.trainer import distributed
+from edge_agent.trainer.precision import autocast_dtype
 from edge_agent.trainer.tensors import Normalizer, apply_augment, sample_augment, to_unit
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ def compute_teacher_views(
     views: int,
     seed: int,
     batch_size: int = 128,
+    precision: str = "fp32",
 ) -> TeacherViews:
     """Run the teacher on `views` random augmented views of every uint8 NHWC image.
 
@@ -60,6 +62,8 @@ def compute_teacher_views(
     if views < 1:
         raise ValueError("views must be at least 1")
     teacher.eval()
+    device = norm.mean.device
+    narrow = autocast_dtype(device, precision)  # the students' arithmetic (precision.py)
     generator = torch.Generator().manual_seed(seed * 7919 + 17)
     square = images.shape[1] == images.shape[2]
     sharded = distributed.active() and len(images) >= distributed.world_size()
@@ -71,8 +75,9 @@ def compute_teacher_views(
         params = sample_augment(len(images), generator, square=square)
         logits = []
         for rows in mine.split(batch_size):
-            x01 = apply_augment(to_unit(images[rows].to(norm.mean.device)), params[rows])
-            logits.append(teacher(norm.unit(x01)).float().cpu())
+            x01 = apply_augment(to_unit(images[rows].to(device)), params[rows])
+            with torch.autocast(device.type, dtype=narrow, enabled=narrow is not None):
+                logits.append(teacher(norm.unit(x01)).float().cpu())
         all_params.append(params)
         all_logits.append(distributed.gathered(torch.cat(logits), len(images)) if sharded else torch.cat(logits))
     log.info(

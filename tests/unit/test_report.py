@@ -34,6 +34,16 @@ def test_a_teacher_no_better_than_the_student_alone_has_nothing_to_transfer():
     assert "--teacher-epochs" in line
 
 
+def test_a_teacher_whose_stem_halves_the_image_is_pointed_at_full_resolution_first():
+    report = crafted(0.865, 0.87, 0.90)
+    report["teacher"]["stem_stride"] = 2
+    line = teacher_lead(report)
+    assert "--teacher-stem-stride 1" in line
+    assert line.index("--teacher-stem-stride 1") < line.index("--teacher-epochs")
+    report["teacher"]["stem_stride"] = 1
+    assert "--teacher-stem-stride" not in teacher_lead(report)
+
+
 def test_a_lead_the_student_does_not_take_points_at_the_student():
     line = teacher_lead(crafted(0.968, 0.728, 0.752))
     assert "leads the student alone by 21.6 points" in line
@@ -167,3 +177,13 @@ def test_the_loss_line_of_a_student_trained_alone_names_no_temperature():
     report = renderable(crafted(0.95, 0.975, 0.975, lam=0.0), tau=1.0)
     loss_line = next(line for line in markdown(report).splitlines() if line.startswith("Student loss"))
     assert loss_line == "Student loss: L = CE — the student alone (λ = 0), the teacher not used."
+
+
+def test_the_training_budget_says_which_arithmetic_the_steps_ran_in():
+    report = renderable(crafted(0.95, 0.93, 0.9), arithmetic="bfloat16")
+    for model in ("teacher", "student", "baseline"):
+        report[model] = {**report[model], "epochs_run": 3, "best_epoch": 2, "train_seconds": 9.0}
+    text = markdown(report)
+    budget = text[text.index("## Training budget") :]
+    assert "Training steps in bfloat16 (`--precision`); weights and losses in float32." in budget
+    assert budget.index("bfloat16") < budget.index("| model | epochs run")
