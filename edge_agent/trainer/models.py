@@ -43,7 +43,6 @@ def fix_batchnorm_momentum(model: nn.Module, momentum: float = BN_MOMENTUM) -> N
 
 
 @torch.no_grad()
-@torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, batches: list[torch.Tensor]) -> None:
     """Recompute BatchNorm running statistics exactly (cumulative average) on clean images."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
