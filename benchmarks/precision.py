@@ -18,7 +18,7 @@ import time
 import torch
 
 from edge_agent.trainer.models import create_model
-from edge_agent.trainer.precision import cpu_has_native_bf16
+from edge_agent.trainer.precision import autocast, cpu_has_native_bf16
 
 
 def step_seconds(arch: str, stem_stride: int, dtype: torch.dtype | None, batch: int, size: int, steps: int) -> float:
@@ -29,7 +29,7 @@ def step_seconds(arch: str, stem_stride: int, dtype: torch.dtype | None, batch: 
     times = []
     for _ in range(steps + 1):
         started = time.perf_counter()
-        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+        with autocast(torch.device("cpu"), dtype):
             loss = torch.nn.functional.cross_entropy(model(images).float(), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -32,7 +32,7 @@ from edge_agent.trainer.hooks import (
 )
 from edge_agent.trainer.losses import DistillationLoss, FeatureHintLoss, kd_weight
 from edge_agent.trainer.models import feature_channels, feature_module, head_parameters, recalibrate_batchnorm
-from edge_agent.trainer.precision import autocast_dtype
+from edge_agent.trainer.precision import autocast, autocast_dtype
 from edge_agent.trainer.teacher_cache import TeacherViews
 from edge_agent.trainer.teaching import CachedTeacher, LiveTeacher, NoTeacher, Teaching
 from edge_agent.trainer.tensors import ImageSet, Normalizer, distillation_rows, to_unit
@@ -192,7 +192,7 @@ class Loop:
 
     def narrow(self) -> torch.autocast:
         """The step's arithmetic (precision.py): float32 weights, the listed layers in the narrow type."""
-        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+        return autocast(self.device, self.amp_dtype)
 
     def step(self, index: torch.Tensor, generator: torch.Generator) -> list[float]:
         """One optimiser step on the rows `index`: [loss, task, kd, hint, correct, seen] as sums."""

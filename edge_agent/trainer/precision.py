@@ -35,6 +35,11 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else None
 
 
+def autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
+    """A context that runs the listed layers in `dtype` (from autocast_dtype); None: float32, a no-op."""
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
 def arithmetic_name(device: torch.device, precision: str) -> str:
     """What the report says the train steps ran in."""
     dtype = autocast_dtype(device, precision)

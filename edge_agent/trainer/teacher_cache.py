@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from edge_agent.trainer import distributed
-from edge_agent.trainer.precision import autocast_dtype
+from edge_agent.trainer.precision import autocast, autocast_dtype
 from edge_agent.trainer.tensors import Normalizer, apply_augment, sample_augment, to_unit
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def compute_teacher_views(
         logits = []
         for rows in mine.split(batch_size):
             x01 = apply_augment(to_unit(images[rows].to(device)), params[rows])
-            with torch.autocast(device.type, dtype=narrow, enabled=narrow is not None):
+            with autocast(device, narrow):
                 logits.append(teacher(norm.unit(x01)).float().cpu())
         all_params.append(params)
         all_logits.append(distributed.gathered(torch.cat(logits), len(images)) if sharded else torch.cat(logits))

@@ -6,12 +6,11 @@ torch = pytest.importorskip("torch")
 
 from torch import nn  # noqa: E402
 
-from edge_agent.runtime.manifest import InputSpec  # noqa: E402
 from edge_agent.trainer import precision  # noqa: E402
 from edge_agent.trainer.fit import FitConfig, fit  # noqa: E402
-from edge_agent.trainer.tensors import ImageSet, Normalizer  # noqa: E402
+from edge_agent.trainer.tensors import Normalizer  # noqa: E402
+from tests.unit.test_fit_loop import SPEC, tiny_data, tiny_model  # noqa: E402
 
-SPEC = InputSpec(size=(8, 8), color="RGB", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), resize="stretch")
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
 
@@ -29,12 +28,9 @@ def test_auto_narrows_only_where_the_hardware_runs_the_narrow_type(monkeypatch):
 
 
 def convolution_dtypes(cfg: FitConfig) -> tuple[set[torch.dtype], nn.Module]:
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    model, data = tiny_model(), tiny_data()
     seen: set[torch.dtype] = set()
     model[0].register_forward_hook(lambda _m, _i, out: seen.add(out.dtype) if model.training else None)
-    images = torch.randint(0, 256, (24, 8, 8, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
-    data = ImageSet(images, torch.arange(24) % 3, [], [])
     result = fit(model, data, data, Normalizer(SPEC, CPU), cfg)
     assert all(row["loss"] == row["loss"] for row in result.history)  # no NaN
     return seen, model
@@ -66,9 +62,7 @@ def test_a_distilling_bf16_step_computes_its_losses_in_float32(monkeypatch):
     monkeypatch.setattr(losses.DistillationLoss, "forward", recording)
     torch.manual_seed(1)
     teacher = nn.Sequential(nn.Flatten(), nn.Linear(192, 3))  # runs live, inside the step's autocast
-    images = torch.randint(0, 256, (24, 8, 8, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
-    data = ImageSet(images, torch.arange(24) % 3, [], [])
-    student = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    data = tiny_data()
     cfg = FitConfig(epochs=1, batch_size=8, progress=False, precision="bf16", lam=1.0, tau=2.0)
-    fit(student, data, data, Normalizer(SPEC, CPU), cfg, teacher=teacher)
+    fit(tiny_model(), data, data, Normalizer(SPEC, CPU), cfg, teacher=teacher)
     assert seen == {torch.float32}
