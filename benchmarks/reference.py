@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -94,6 +95,7 @@ def main() -> int:
         started = time.perf_counter()
         net = train(model(arch, len(classes)), xtr, ytr, args.epochs, seed=args.seed)
         row[name] = {"arch": arch, "accuracy": accuracy(net, xte, yte), "seconds": round(time.perf_counter() - started)}
+        print(f"reference {name}: {row[name]}", file=sys.stderr, flush=True)  # an hour at 90 epochs: say where it is
         if name == "teacher":
             teacher = net
     started = time.perf_counter()

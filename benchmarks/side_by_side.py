@@ -2,8 +2,8 @@
 
 For each data set and epoch budget: `benchmarks/reference.py` (teacher, student alone, distilled student)
 and `edge-agent trainer distill --baseline` as a user runs it (its defaults, early stopping included),
-one after the other on this machine. One JSON line per run, appended to --out; run alone (two torch
-processes on 2 cores slow each other 10-20x).
+one after the other on this machine. One JSON line per run, appended to --out; each run's progress lines
+appended to the same path with .log; run alone (two torch processes on 2 cores slow each other 10-20x).
 
     python benchmarks/side_by_side.py data/photo-grass data/photo-brick-gravel --epochs 12 30
 """
@@ -22,11 +22,27 @@ HERE = Path(__file__).resolve().parent
 TRAINED = ("teacher", "baseline", "student")  # the models of a `--baseline` run
 
 
-def reference(data: Path, epochs: int, teacher: str, student: str, size: int) -> dict[str, object]:
+def run_logged(command: list[str], log: Path) -> subprocess.CompletedProcess[str]:
+    """Run one training, its stdout kept, its progress lines (stderr) appended to `log`: a 90-epoch run takes
+    an hour or more on 2 cores, and `tail -f` on the log is how one sees where it is."""
+    with log.open("a") as sink:
+        sink.write(f"$ {' '.join(command)}\n")
+        sink.flush()
+        return subprocess.run(command, stdout=subprocess.PIPE, stderr=sink, text=True, check=False)
+
+
+def failed(what: str, done: subprocess.CompletedProcess[str], log: Path) -> SystemExit:
+    return SystemExit(f"{what} failed ({done.returncode}); its output is at the end of {log}")
+
+
+def reference(data: Path, epochs: int, teacher: str, student: str, size: int, log: Path) -> dict[str, object]:
     command = [sys.executable, str(HERE / "reference.py"), str(data), "--epochs", str(epochs)]
     command += ["--teacher-arch", teacher, "--student-arch", student, "--size", str(size)]
     started = time.perf_counter()
-    printed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    done = run_logged(command, log)
+    if done.returncode != 0:
+        raise failed("reference", done, log)
+    printed = done.stdout
     row = json.loads(printed.strip().splitlines()[-1])
     return {
         "recipe": "reference",
@@ -35,17 +51,19 @@ def reference(data: Path, epochs: int, teacher: str, student: str, size: int) ->
     }
 
 
-def trainer(data: Path, epochs: int, teacher: str, student: str, size: int, extra: list[str]) -> dict[str, object]:
+def trainer(
+    data: Path, epochs: int, teacher: str, student: str, size: int, extra: list[str], log: Path
+) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as work:
         out = Path(work) / "bundle"
-        command = [sys.executable, "-m", "edge_agent", "-q", "trainer", "distill", str(data), "--out", str(out)]
+        command = [sys.executable, "-m", "edge_agent", "trainer", "distill", str(data), "--out", str(out)]
         command += ["--teacher-arch", teacher, "--student-arch", student, "--image-size", str(size)]
         command += ["--teacher-epochs", str(epochs), "--epochs", str(epochs), "--baseline", "--no-progress", *extra]
         started = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        done = run_logged(command, log)
         seconds = round(time.perf_counter() - started)
         if done.returncode not in (0, 3):  # 3: a gate (the escape target) missed; the numbers stand
-            raise SystemExit(f"trainer failed ({done.returncode}): {done.stderr[-2000:]}")
+            raise failed("trainer", done, log)
         report = json.loads((out / "report.json").read_text())
     return {
         "recipe": "trainer" + (" " + " ".join(extra) if extra else ""),
@@ -69,14 +87,15 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("bench-out/side_by_side.jsonl"))
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    log = args.out.with_suffix(".log")  # every run's progress lines; the rows go to --out
     for epochs in args.epochs:
         for data in args.data:
             for recipe in args.recipes:
                 models = (args.teacher_arch, args.student_arch, args.image_size)
                 if recipe == "reference":
-                    row = reference(data, epochs, *models)
+                    row = reference(data, epochs, *models, log)
                 else:
-                    row = trainer(data, epochs, *models, args.trainer_flag)
+                    row = trainer(data, epochs, *models, args.trainer_flag, log)
                 row = {"data": data.name, "epochs": epochs, **row}
                 print(json.dumps(row), flush=True)
                 with args.out.open("a") as sink:
