@@ -300,15 +300,13 @@ def _budget_section(report: dict[str, Any], models: Sequence[str]) -> list[str]:
     trained = [m for m in models if report[m].get("epochs_run")]
     if not trained:
         return []
-    lines = [
-        "",
-        "## Training budget",
-        "",
+    lines = ["", "## Training budget", ""]
+    if report.get("arithmetic"):
+        lines += [f"Training steps in {report['arithmetic']} (`--precision`); weights and losses in float32.", ""]
+    lines += [
         "| model | epochs run | best epoch | 95 % of its best val accuracy at | seconds | stopped |",
         "| --- | ---: | ---: | ---: | ---: | --- |",
     ]
-    if report.get("arithmetic"):
-        lines[3:3] = [f"Training steps in {report['arithmetic']} (`--precision`); weights and losses in float32.", ""]
     for m in trained:
         r, at = report[m], report[m].get("time_to_95") or {}
         reached = f"epoch {at['epoch']} ({at['seconds']:.0f} s)" if at else "—"
