@@ -40,6 +40,7 @@ from edge_agent.trainer.distill import DistillOptions, fit_config
 from edge_agent.trainer.fit import fit
 from edge_agent.trainer.models import count_params, create_model
 from edge_agent.trainer.teacher_cache import compute_teacher_views
+from edge_agent.trainer_options import PRECISIONS
 
 CHANGES: dict[str, dict[str, Any]] = {
     "alone": {"lam": 0.0},
@@ -118,9 +119,7 @@ def main() -> int:
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--variants", nargs="+", default=list(CHANGES))
     parser.add_argument("--seeds", type=int, nargs="+", default=[1], help="train each variant once per seed")
-    parser.add_argument(
-        "--precision", default="fp32", choices=("fp32", "bf16", "auto"), help="every model's train step (fit's)"
-    )
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="every model's train step (fit's)")
     args = parser.parse_args()
     prep = decoded(args.data, args.image_size)
     classes = len(prep.splits.classes)

@@ -21,6 +21,7 @@ Check = Callable[[Any], str | None]  # a problem with the value, or None
 BOTH = ("distill", "teacher")
 METAVARS: dict[type, str] = {int: "N", float: "X", Path: "PATH", str: "NAME"}
 DISTILL = ("distill",)
+PRECISIONS = ("auto", "fp32", "bf16")  # --precision; what each means: trainer/precision.py
 
 
 def positive(value: float) -> str | None:
@@ -148,7 +149,7 @@ class DistillOptions:
     precision: str = opt(
         "auto", "arithmetic of the training steps (weights and losses stay float32): auto = bf16 on a CPU with "
         "native bfloat16 (AVX-512 BF16, AMX; ResNet steps ~1.7x faster), float16 mixed precision on CUDA, else fp32",
-        choices=("auto", "fp32", "bf16"), commands=BOTH,
+        choices=PRECISIONS, commands=BOTH,
     )  # fmt: skip
     seed: int = opt(0, "random seed", commands=BOTH)
     device: str = opt("auto", "where to train (auto: cuda if present)", choices=("auto", "cpu", "cuda"), commands=BOTH)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16")
+from edge_agent.trainer_options import PRECISIONS
 
 
 def cpu_has_native_bf16() -> bool:
