@@ -90,6 +90,10 @@ class DistillOptions:
         8, "stop a model after this many epochs without validation progress (0 = never)", check=not_negative,
         commands=BOTH,
     )  # fmt: skip
+    cooldown: int = opt(
+        4, "after such a plateau, epochs that take the learning rate down to 0 before stopping (0 = stop at "
+        "once; a long budget would otherwise stop halfway down its schedule)", check=not_negative, commands=BOTH,
+    )  # fmt: skip
     image_size: int = opt(128, "network input size in pixels", check=positive, commands=BOTH)
     batch_size: int = opt(16, "batch size", check=positive, commands=BOTH)
     lr: float = opt(2e-3, "peak learning rate of AdamW", check=positive, commands=BOTH)

@@ -88,6 +88,7 @@ def fit_config(opts: DistillOptions, epochs: int) -> FitConfig:
         seed=opts.seed,
         progress=opts.progress,
         patience=opts.patience,
+        cooldown=opts.cooldown,
         precision=opts.precision,
     )
 

@@ -8,6 +8,7 @@ parallel (see distributed).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -22,6 +23,7 @@ from torch import nn
 from edge_agent.trainer import distributed
 from edge_agent.trainer.batches import bn_batches, mixup_pairs, unlabeled_rows
 from edge_agent.trainer.hooks import (
+    Cooldown,
     EpochEnd,
     FitResult,
     Hook,
@@ -69,6 +71,7 @@ class FitConfig:
     schedule: str = "cosine"  # "cosine": linear warm-up then cosine decay; "onecycle": torch's OneCycleLR
     recalibrate_bn: bool = True  # exact BatchNorm statistics on clean images before each validation
     patience: int = 0  # stop after this many epochs without validation progress (0: run every epoch)
+    cooldown: int = 0  # after such a plateau, epochs that take the rate down to 0 before stopping (hooks.Cooldown)
     backbone_lr_scale: float = 1.0  # fine-tuning: the backbone's learning rate as a fraction of `lr`
     head_warmup_epochs: int = 0  # fine-tuning: epochs that train only the new head
     precision: str = "auto"  # the train step's arithmetic (precision.autocast_dtype)
@@ -231,8 +234,9 @@ class Loop:
         values = (loss, parts["task_loss"], parts["kd_loss"], hint_loss)
         return [float(v.detach()) for v in values] + [float(correct), float(mask.sum())]
 
-    def epoch(self, epoch: int, val: ImageSet) -> EpochEnd:
-        """One pass over the labelled images (this process's shard of it), then validation."""
+    def epoch(self, epoch: int, val: ImageSet, cooldown: Cooldown | None = None) -> EpochEnd:
+        """One pass over the labelled images (this process's shard of it), then validation; during a
+        `cooldown` each step's scheduled rate is scaled down towards 0."""
         cfg = self.cfg
         generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch + 7919 * distributed.rank())
         order = distributed.shard_order(self.labelled, cfg.seed, epoch)
@@ -257,6 +261,11 @@ class Loop:
                 extra_local = len(extra)
                 index = torch.cat([index, extra])
             sums = [a + b for a, b in zip(sums, self.step(index, generator), strict=True)]
+            if cooldown is not None:
+                # The schedulers set each rate afresh from the step count, so this scales only the next step.
+                factor = cooldown.factor(epoch, step + 1, self.steps_per_epoch)
+                for group in self.optimizer.param_groups:
+                    group["lr"] *= factor
         totals = distributed.summed(sums)
         if cfg.recalibrate_bn:
             # Exact BatchNorm statistics on clean images: the running averages lag in short runs. In the
@@ -280,11 +289,12 @@ class Loop:
             "val_loss": float(-np.log(probs[np.arange(len(val_labels)), val_labels] + 1e-12).mean()),
             "seconds": seconds,
             "images_per_s": images / seconds,
+            "lr": float(self.optimizer.param_groups[0]["lr"]),  # the next step's (the head's, when split)
         }
         log.info(
-            "%s epoch %d/%d  loss %.3f (task %.3f, kd %.3f)  train acc %.3f  val acc %.3f  %.1fs",
+            "%s epoch %d/%d  loss %.3f (task %.3f, kd %.3f)  train acc %.3f  val acc %.3f  lr %.1e  %.1fs",
             self.label, epoch, cfg.epochs, row["loss"], row["task_loss"], row["kd_loss"],
-            row["train_accuracy"], row["val_accuracy"], seconds,
+            row["train_accuracy"], row["val_accuracy"], row["lr"], seconds,
         )  # fmt: skip
         return EpochEnd(epoch, row, probs)
 
@@ -303,6 +313,7 @@ class Loop:
             "best_val_loss": result.best_val_loss,
             "val_probs": result.val_probs,
             "stopped_early": result.stopped_early,
+            "cooldown": dataclasses.asdict(result.cooldown) if result.cooldown else None,
         }
 
     def restore(self, state: dict[str, Any], result: FitResult) -> int:
@@ -316,6 +327,7 @@ class Loop:
         result.best_epoch, result.best_val_accuracy = state["best_epoch"], state["best_val_accuracy"]
         result.best_val_loss = state.get("best_val_loss", float("inf"))
         result.val_probs, result.stopped_early = state.get("val_probs", []), state.get("stopped_early")
+        result.cooldown = Cooldown(**state["cooldown"]) if state.get("cooldown") else None
         return int(state["epoch"]) + 1
 
     def close(self) -> None:
@@ -346,7 +358,8 @@ def fit(
     training images followed by the unlabelled ones, and is ignored without a teacher."""
     loop = Loop(model, train, norm, cfg, teacher, unlabeled, teacher_views, label)
     result = FitResult(model=model)
-    hooks: list[Hook] = [keep_best, keep_val_probs(cfg.keep_val_probs), early_stopping(cfg.patience, label)]
+    plateau = early_stopping(cfg.patience, label, cfg.cooldown, cfg.epochs)
+    hooks: list[Hook] = [keep_best, keep_val_probs(cfg.keep_val_probs), plateau]
     if checkpoint is not None:
         hooks.append(save_checkpoint(checkpoint, lambda: loop.state(result)))
     first = 1
@@ -357,7 +370,7 @@ def fit(
         for epoch in range(first, cfg.epochs + 1):
             if result.stopped_early:
                 break
-            end = loop.epoch(epoch, val)
+            end = loop.epoch(epoch, val, result.cooldown)
             result.history.append(end.row)
             for hook in hooks:
                 result.stopped_early = hook(result, end) or result.stopped_early

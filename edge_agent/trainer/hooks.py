@@ -32,7 +32,30 @@ class FitResult:
     best_state: dict[str, Any] = field(default_factory=dict)
     interrupted: bool = False
     stopped_early: str | None = None  # why the epoch loop ended before its last epoch
+    cooldown: Cooldown | None = None  # set on a validation plateau when the rate is to be brought down first
     val_probs: list[np.ndarray] = field(default_factory=list)  # the last `keep_val_probs` epochs'
+
+
+@dataclass(frozen=True)
+class Cooldown:
+    """The epochs after a validation plateau that take the learning rate linearly down to 0 before stopping:
+    a long budget stopped halfway down its cosine would otherwise ship weights trained at half its peak rate
+    (stop 29: a 90-epoch ResNet-18 stopped at epoch 45, fitting 95 % of its training images where the
+    30-epoch run, annealed to the end, fit 97 %)."""
+
+    first_epoch: int
+    epochs: int
+    why: str  # the plateau that started it
+
+    @property
+    def last_epoch(self) -> int:
+        return self.first_epoch + self.epochs - 1
+
+    def factor(self, epoch: int, steps_done: int, steps_per_epoch: int) -> float:
+        """What the scheduled rate is multiplied by after `steps_done` steps of `epoch`: 1 before the first
+        cooling step, 0 after the last."""
+        done = (epoch - self.first_epoch) * steps_per_epoch + steps_done
+        return min(1.0, max(0.0, 1.0 - done / (self.epochs * steps_per_epoch)))
 
 
 @dataclass
@@ -80,16 +103,32 @@ def epochs_without_progress(history: list[dict[str, float]], min_loss_drop: floa
     return int(history[-1]["epoch"]) - last if history else 0
 
 
-def early_stopping(patience: int, label: str) -> Hook:
-    """Stop when validation has not progressed for `patience` epochs (0: never)."""
+def early_stopping(patience: int, label: str, cooldown: int = 0, budget: int = 0) -> Hook:
+    """Stop when validation has not progressed for `patience` epochs (0: never), after `cooldown` more
+    epochs that bring the learning rate down to 0 (fewer where the `budget` of epochs ends sooner)."""
 
     def hook(result: FitResult, end: EpochEnd) -> str | None:
-        stale = epochs_without_progress(result.history)
-        if patience <= 0 or stale < patience:
-            return None
+        if result.cooldown is not None:
+            if end.epoch < result.cooldown.last_epoch or end.epoch >= budget:
+                return None  # still cooling, or the budget ends here anyway
+            reason = f"{result.cooldown.why}, then {result.cooldown.epochs} epochs cooling the rate to 0"
+        else:
+            stale = epochs_without_progress(result.history)
+            if patience <= 0 or stale < patience:
+                return None
+            why = f"no validation progress for {stale} epochs (--patience {patience})"
+            if cooldown > 0 and end.epoch < budget:
+                epochs = min(cooldown, budget - end.epoch)
+                result.cooldown = Cooldown(end.epoch + 1, epochs, why)
+                log.info(
+                    "%s: %s after epoch %d: the learning rate goes down to 0 over %d epochs, then training stops",
+                    label, why, end.epoch, epochs,
+                )  # fmt: skip
+                return None
+            reason = why
         reason = (
-            f"early stop after epoch {end.epoch}: no validation progress for {stale} epochs "
-            f"(--patience {patience}); best epoch {result.best_epoch}, val acc {result.best_val_accuracy:.3f}"
+            f"early stop after epoch {end.epoch}: {reason}; best epoch {result.best_epoch}, "
+            f"val acc {result.best_val_accuracy:.3f}"
         )
         log.info("%s: %s", label, reason)
         return reason

@@ -60,6 +60,68 @@ def test_a_plateau_stops_training_says_why_and_keeps_the_best_weights(caplog):
     assert "flat: early stop after epoch 4" in caplog.text
 
 
+class Flat(nn.Module):
+    """A model whose outputs never change (its layer's output is multiplied by 0): validation never
+    progresses, while the optimiser still steps its parameters at the scheduled rate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.mean((2, 3))) * 0
+
+
+def test_a_plateau_cools_the_rate_down_to_zero_before_stopping(caplog):
+    # A long budget stopped on a plateau halfway would ship weights trained at a high rate; the epochs
+    # after the plateau take the rate down to 0 as the end of the schedule would have.
+    data, norm = tiny_data(), Normalizer(SPEC, torch.device("cpu"))
+    cfg = FitConfig(epochs=20, batch_size=8, lr=1e-2, progress=False, patience=3, cooldown=2, recalibrate_bn=False)
+    with caplog.at_level(logging.INFO):
+        result = fit(Flat(), data, data, norm, cfg, label="flat")
+    rates = [row["lr"] for row in result.history]
+    assert len(rates) == 6  # epoch 1, three without progress, two cooling down
+    assert rates[4] < rates[3]
+    assert rates[5] == 0.0
+    assert rates[4] == pytest.approx(rates[3] * 0.5, rel=0.05)  # halfway down the 2-epoch ramp
+    assert result.stopped_early is not None
+    assert "no validation progress for 3 epochs (--patience 3), then 2 epochs cooling" in result.stopped_early
+    assert "flat: no validation progress for 3 epochs (--patience 3) after epoch 4" in caplog.text
+
+
+def test_a_cooldown_longer_than_what_is_left_of_the_budget_ends_with_it():
+    data, norm = tiny_data(), Normalizer(SPEC, torch.device("cpu"))
+    cfg = FitConfig(epochs=5, batch_size=8, lr=1e-2, progress=False, patience=3, cooldown=4, recalibrate_bn=False)
+    result = fit(Flat(), data, data, norm, cfg)
+    assert [row["lr"] for row in result.history][-1] == 0.0
+    assert len(result.history) == 5
+    assert result.stopped_early is None  # it ran its whole budget
+
+
+def test_a_cooldown_survives_a_resume(tmp_path, monkeypatch):
+    from edge_agent.trainer import fit as fit_module
+
+    data, norm = tiny_data(), Normalizer(SPEC, torch.device("cpu"))
+    checkpoint = tmp_path / "flat.ckpt"
+    cfg = FitConfig(epochs=20, batch_size=8, lr=1e-2, progress=False, patience=3, cooldown=3, recalibrate_bn=False)
+    whole = fit(Flat(), data, data, norm, cfg)
+    # The same run interrupted in its second cooling epoch, then resumed from its last checkpoint.
+    epoch = fit_module.Loop.epoch
+
+    def interrupted_at_6(loop, number, *args):
+        if number == 6:
+            raise KeyboardInterrupt
+        return epoch(loop, number, *args)
+
+    monkeypatch.setattr(fit_module.Loop, "epoch", interrupted_at_6)
+    assert fit(Flat(), data, data, norm, cfg, checkpoint=checkpoint).interrupted
+    monkeypatch.setattr(fit_module.Loop, "epoch", epoch)
+    resumed = fit(Flat(), data, data, norm, cfg, checkpoint=checkpoint, resume=True)
+    assert [row["lr"] for row in resumed.history] == pytest.approx([row["lr"] for row in whole.history])
+    assert len(resumed.history) == 7
+    assert resumed.stopped_early == whole.stopped_early
+
+
 def test_patience_0_runs_every_epoch():
     data, norm = tiny_data(), Normalizer(SPEC, torch.device("cpu"))
     cfg = FitConfig(epochs=5, batch_size=8, lr=0.0, progress=False, patience=0)
