@@ -22,20 +22,6 @@ from edge_agent.trainer.checkpoint import save_atomically
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class FitResult:
-    model: nn.Module
-    history: list[dict[str, float]] = field(default_factory=list)  # one row per epoch (see fit.epoch_row)
-    best_epoch: int = 0
-    best_val_accuracy: float = 0.0
-    best_val_loss: float = float("inf")
-    best_state: dict[str, Any] = field(default_factory=dict)
-    interrupted: bool = False
-    stopped_early: str | None = None  # why the epoch loop ended before its last epoch
-    cooldown: Cooldown | None = None  # set on a validation plateau when the rate is to be brought down first
-    val_probs: list[np.ndarray] = field(default_factory=list)  # the last `keep_val_probs` epochs'
-
-
 @dataclass(frozen=True)
 class Cooldown:
     """The epochs after a validation plateau that take the learning rate linearly down to 0 before stopping:
@@ -56,6 +42,20 @@ class Cooldown:
         cooling step, 0 after the last."""
         done = (epoch - self.first_epoch) * steps_per_epoch + steps_done
         return min(1.0, max(0.0, 1.0 - done / (self.epochs * steps_per_epoch)))
+
+
+@dataclass
+class FitResult:
+    model: nn.Module
+    history: list[dict[str, float]] = field(default_factory=list)  # one row per epoch (see fit.epoch_row)
+    best_epoch: int = 0
+    best_val_accuracy: float = 0.0
+    best_val_loss: float = float("inf")
+    best_state: dict[str, Any] = field(default_factory=dict)
+    interrupted: bool = False
+    stopped_early: str | None = None  # why the epoch loop ended before its last epoch
+    cooldown: Cooldown | None = None  # set on a validation plateau when the rate is to be brought down first
+    val_probs: list[np.ndarray] = field(default_factory=list)  # the last `keep_val_probs` epochs'
 
 
 @dataclass
