@@ -92,7 +92,8 @@ class DistillOptions:
     )  # fmt: skip
     cooldown: int = opt(
         4, "after such a plateau, epochs that take the learning rate down to 0 before stopping (0 = stop at "
-        "once; a long budget would otherwise stop halfway down its schedule)", check=not_negative, commands=BOTH,
+        "once; so does a plateau where the schedule has the rate under a tenth of its peak)", check=not_negative,
+        commands=BOTH,
     )  # fmt: skip
     image_size: int = opt(128, "network input size in pixels", check=positive, commands=BOTH)
     batch_size: int = opt(16, "batch size", check=positive, commands=BOTH)

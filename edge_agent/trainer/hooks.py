@@ -103,9 +103,17 @@ def epochs_without_progress(history: list[dict[str, float]], min_loss_drop: floa
     return int(history[-1]["epoch"]) - last if history else 0
 
 
+def already_cooled(history: list[dict[str, float]], fraction: float = 0.1) -> bool:
+    """Whether the schedule has already brought the rate under `fraction` of its peak: a plateau there is
+    the model's own, and a cool-down would only spend epochs (a 30-epoch student at epoch 27: 3 %)."""
+    rates = [row.get("lr", 0.0) for row in history]
+    return not rates or rates[-1] <= fraction * max(rates)
+
+
 def early_stopping(patience: int, label: str, cooldown: int = 0, budget: int = 0) -> Hook:
     """Stop when validation has not progressed for `patience` epochs (0: never), after `cooldown` more
-    epochs that bring the learning rate down to 0 (fewer where the `budget` of epochs ends sooner)."""
+    epochs that bring the learning rate down to 0 (fewer where the `budget` of epochs ends sooner; none
+    where the schedule has already cooled it)."""
 
     def hook(result: FitResult, end: EpochEnd) -> str | None:
         if result.cooldown is not None:
@@ -117,7 +125,7 @@ def early_stopping(patience: int, label: str, cooldown: int = 0, budget: int = 0
             if patience <= 0 or stale < patience:
                 return None
             why = f"no validation progress for {stale} epochs (--patience {patience})"
-            if cooldown > 0 and end.epoch < budget:
+            if cooldown > 0 and end.epoch < budget and not already_cooled(result.history):
                 epochs = min(cooldown, budget - end.epoch)
                 result.cooldown = Cooldown(end.epoch + 1, epochs, why)
                 log.info(

@@ -98,6 +98,17 @@ def test_a_cooldown_longer_than_what_is_left_of_the_budget_ends_with_it():
     assert result.stopped_early is None  # it ran its whole budget
 
 
+def test_a_plateau_where_the_schedule_has_already_cooled_the_rate_stops_at_once():
+    # Epoch 18 of 20: the cosine is at 3 % of its peak, so the plateau is the model's, not the rate's.
+    data, norm = tiny_data(), Normalizer(SPEC, torch.device("cpu"))
+    cfg = FitConfig(epochs=20, batch_size=8, lr=1e-2, progress=False, patience=17, cooldown=4, recalibrate_bn=False)
+    result = fit(Flat(), data, data, norm, cfg)
+    assert len(result.history) == 18
+    assert 0 < result.history[-1]["lr"] < 0.1 * cfg.lr
+    assert result.stopped_early is not None
+    assert "cooling" not in result.stopped_early
+
+
 def test_a_cooldown_survives_a_resume(tmp_path, monkeypatch):
     from edge_agent.trainer import fit as fit_module
 
