@@ -29,9 +29,10 @@ from edge_agent.trainer.distill import (
 )
 from edge_agent.trainer.fit import predict_probs
 from edge_agent.trainer.models import count_params, create_model
+from edge_agent.trainer.paired import Gap
 from edge_agent.trainer.teacher_cache import TeacherViews
 from edge_agent.trainer.tensors import augment, load_images, load_unlabeled, to_unit
-from edge_agent.trainer.tune import Gap, tune_tau_lambda
+from edge_agent.trainer.tune import tune_tau_lambda
 
 # "long": --long-epochs instead of --epochs; "views": --teacher-views; "tune": --tune (--tune-budget);
 # "ratio": --unlabeled-ratio.

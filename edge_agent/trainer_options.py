@@ -147,7 +147,8 @@ class DistillOptions:
     )
     target_overkill: float = opt(0.1, "overkill at which --tune compares escape", check=fraction)
     ship: str = opt(
-        "student", "best: ship the baseline when it beats the distilled student on validation",
+        "student", "best: ship the baseline when it is the better line model on validation (escape target met, "
+        "then clearly more accurate, then fewer good parts failed at its threshold)",
         choices=("student", "best"),
     )  # fmt: skip
     int8: bool = opt(False, "also quantize for CPU (kept only when it wins)")

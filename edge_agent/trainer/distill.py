@@ -20,9 +20,10 @@ from edge_agent.trainer.checkpoint import load_model, save_model
 from edge_agent.trainer.fit import FitConfig, FitResult, fit, predict_probs
 from edge_agent.trainer.models import IMAGENET_MEAN, IMAGENET_STD, create_model
 from edge_agent.trainer.precision import arithmetic_name
-from edge_agent.trainer.report import choose_shipped, equal_overkill, gate, teacher_lead, write_report
+from edge_agent.trainer.report import equal_overkill, gate, teacher_lead, write_report
 from edge_agent.trainer.report_pictures import mistakes
 from edge_agent.trainer.results import summarize
+from edge_agent.trainer.shipping import Judged, choose_shipped
 from edge_agent.trainer.teacher_cache import TeacherViews, compute_teacher_views
 from edge_agent.trainer.tensors import ImageSet, Normalizer, distillation_rows, load_images, load_unlabeled
 from edge_agent.trainer_options import DistillOptions
@@ -290,10 +291,13 @@ def finish(
 
     good = prep.splits.good_index
     val_is_defect = prep.val.labels.numpy() != good
-    calibrations = {}
+    calibrations, judged = {}, {}
     for name, (model, _, _) in models.items():
         val_probs = predict_probs(model, prep.val.images, prep.norm)
-        calibrations[name] = calibrate_threshold(val_is_defect, 1.0 - val_probs[:, good], opts.max_escape)
+        scores = 1.0 - val_probs[:, good]
+        calibrations[name] = calibrate_threshold(val_is_defect, scores, opts.max_escape)
+        correct = val_probs.argmax(axis=1) == prep.val.labels.numpy()
+        judged[name] = Judged.of(correct, ~val_is_defect, scores, calibrations[name])
     evaluations = {
         name: evaluate_model(model, prep.test, prep, calibrations[name].threshold)
         for name, (model, _, _) in models.items()
@@ -303,9 +307,7 @@ def finish(
         # full budget, escape first; its decision and its reasons are what ships.
         shipped, verdict = "student", f"Chosen by --tune on validation: {tuning['why']}"
     else:
-        shipped, verdict = choose_shipped(
-            opts.ship, models["student"][2], models.get("baseline", (None, None, None))[2]
-        )
+        shipped, verdict = choose_shipped(opts.ship, judged["student"], judged.get("baseline"))
         if shipped == "student" and lam == 0:
             verdict = "The shipped student was trained without the teacher (λ = 0)."
     model, arch, _ = models[shipped]

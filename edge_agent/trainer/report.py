@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 
 from edge_agent.runtime.metrics import escape_at_overkill
-from edge_agent.trainer.fit import FitResult
 from edge_agent.trainer.models import arch_label
 
 
@@ -377,21 +376,3 @@ def write_report(
     plot_confusions(out / "confusion.png", evaluations)
     plot_tradeoff(out / "tradeoff.png", evaluations)
     plot_curves(out / "curves.png", histories)
-
-
-def choose_shipped(ship: str, student_fit: FitResult | None, baseline_fit: FitResult | None) -> tuple[str, str]:
-    """Ship the distilled student, unless `--ship best` and the baseline beat it on validation."""
-    if baseline_fit is None or student_fit is None:
-        return "student", "The distilled student was shipped (no baseline trained to compare against)."
-    s, b = student_fit.best_val_accuracy, baseline_fit.best_val_accuracy
-    if b > s:
-        if ship == "best":
-            return "baseline", (
-                f"The baseline (no teacher) beat the distilled student on validation ({b:.1%} vs "
-                f"{s:.1%}), so the baseline was shipped (--ship best)."
-            )
-        return "student", (
-            f"WARNING: the distilled student is worse than the baseline on validation ({s:.1%} vs "
-            f"{b:.1%}); it was shipped because --ship student. Use --ship best or --tune."
-        )
-    return "student", f"The distilled student was shipped: validation {s:.1%} vs baseline {b:.1%}."

@@ -24,6 +24,7 @@ from torch import nn
 
 from edge_agent.runtime.metrics import caught_at_overkill, escape_rate
 from edge_agent.trainer.fit import FitResult, predict_probs
+from edge_agent.trainer.paired import Gap
 from edge_agent.trainer_options import DistillOptions
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,6 @@ ETA = 3  # keep the best third at every early rung
 REFERENCE = (1.0, 0.0)  # λ = 0: the student alone, the bar every distillation candidate must clear
 DEFAULT = (DistillOptions.tau, DistillOptions.lam)  # the CLI's recipe; the anchor when --lam is 0
 FINALISTS = 3  # the student alone, the anchor and the best challenger train for the full epochs
-MIN_IMAGES = 3.0  # the smallest paired difference, in images, that counts (see Gap)
 DISTRUST = 2.0  # sampling errors a distilled student must win by when its teacher is worse than the student alone
 
 
@@ -45,32 +45,6 @@ def anchor_of(tau: float, lam: float) -> tuple[float, float]:
 
 def challengers(anchor: tuple[float, float]) -> list[tuple[float, float]]:
     return [(tau, lam) for tau in TAUS for lam in LAMBDAS if (tau, lam) != anchor]
-
-
-@dataclass(frozen=True)
-class Gap:
-    """A paired difference between two models on the same images: `diff` in share of images, and the
-    smallest difference that counts (one standard error of a paired difference — the square root of
-    the images they disagree on — and never under three images: two images going one way happen by
-    chance every other time, and a teacher trained on shuffled labels won --tune that way)."""
-
-    diff: float
-    margin: float
-
-    @classmethod
-    def of(cls, a: np.ndarray, b: np.ndarray, errors: float = 1.0) -> Gap:
-        """`errors`: how many sampling errors the difference must reach to count."""
-        n = max(1, len(a))
-        margin = errors * max(math.sqrt(int((a != b).sum())), MIN_IMAGES) / n
-        return cls(float(a.mean() - b.mean()) if len(a) else 0.0, margin)
-
-    @property
-    def clearly_up(self) -> bool:
-        return self.diff >= self.margin - 1e-9
-
-    @property
-    def clearly_down(self) -> bool:
-        return self.diff <= -self.margin + 1e-9
 
 
 @dataclass

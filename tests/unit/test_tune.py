@@ -4,11 +4,11 @@ import pytest
 pytest.importorskip("torch")
 
 from edge_agent.runtime.metrics import escape_at_overkill
+from edge_agent.trainer.paired import Gap
 from edge_agent.trainer.tune import (
     DEFAULT,
     FINALISTS,
     REFERENCE,
-    Gap,
     Scored,
     anchor_of,
     challengers,
