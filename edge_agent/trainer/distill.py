@@ -340,6 +340,7 @@ def finish(
     for name, (m, a, result) in models.items():
         report[name] = summarize(a, m, evaluations[name], result).to_dict()
         report[name]["threshold"] = calibrations[name].threshold
+        report[name]["validation"] = {"accuracy": judged[name].accuracy, **calibrations[name].to_dict()}
     if tuning:
         report["tuning"] = tuning
     report["mistakes"] = mistakes(evaluations[shipped], prep.test.paths, prep.splits.root, calibration.threshold)

@@ -51,6 +51,12 @@ def test_distill_writes_a_complete_bundle(tiny_data, tmp_path, capsys):
     for model in ("teacher", "student", "baseline"):
         for key in ("arch", "params", "test_accuracy"):
             assert key in report[model]
+        # What --ship best went by: each candidate on validation at its own calibrated threshold.
+        validation = report[model]["validation"]
+        assert validation["threshold"] == report[model]["threshold"]
+        assert 0.0 <= validation["accuracy"] <= 1.0
+        assert 0.0 <= validation["overkill_rate"] <= 1.0
+    assert report[report["shipped"]]["validation"]["overkill_rate"] == report["calibration"]["overkill_rate"]
     assert report["teacher"]["params"] >= 5 * report["student"]["params"]
     for key in ("escape_rate", "overkill_rate"):
         assert key in report["student"]
