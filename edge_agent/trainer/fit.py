@@ -285,6 +285,7 @@ class Loop:
             "kd_loss": totals[2] / (self.steps_per_epoch * distributed.world_size()),
             "hint_loss": totals[3] / (self.steps_per_epoch * distributed.world_size()),
             "train_accuracy": totals[4] / max(1.0, totals[5]),
+            "train_images": totals[5],  # what train_accuracy was counted on (early stopping weighs its noise)
             "val_accuracy": float((probs.argmax(1) == val_labels).mean()),
             "val_loss": float(-np.log(probs[np.arange(len(val_labels)), val_labels] + 1e-12).mean()),
             "seconds": seconds,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,8 +111,29 @@ def already_cooled(history: list[dict[str, float]], fraction: float = 0.1) -> bo
     return not rates or rates[-1] <= fraction * max(rates)
 
 
+def training_fit_rising(history: list[dict[str, float]], window: int, min_rise: float = 0.01) -> bool:
+    """Whether the model still fits its training images better: the mean training accuracy of the last
+    `window` epochs over the mean of the `window` before (fewer where the run is shorter) by at least
+    `min_rise` and twice the sampling error of that difference on the epochs' training images. A validation
+    plateau while it rises is a few hundred images' noise, not the end of learning: in stop 30 a ResNet-18
+    on `trainer synth`, fitting 75 % of its training images and climbing, stopped at epoch 31 of 90 at
+    78.5 % where the reference's teacher reached 97 %."""
+    rows = [row for row in history if "train_accuracy" in row]
+    window = min(window, len(rows) // 2)
+    if window < 1:
+        return False
+    recent, before = rows[-window:], rows[-2 * window : -window]
+    now = sum(row["train_accuracy"] for row in recent) / window
+    then = sum(row["train_accuracy"] for row in before) / window
+    images = min(row.get("train_images", 0.0) for row in recent + before)  # 0: a history from before stop 30
+    p = (now + then) / 2
+    noise = 2.0 * math.sqrt(2.0 * p * (1.0 - p) / (images * window)) if images else 0.0
+    return now - then >= max(min_rise, noise)
+
+
 def early_stopping(patience: int, label: str, cooldown: int = 0, budget: int = 0) -> Hook:
-    """Stop when validation has not progressed for `patience` epochs (0: never), after `cooldown` more
+    """Stop when validation has not progressed for `patience` epochs (0: never) and the training fit has
+    stopped rising over as many (see `training_fit_rising`), after `cooldown` more
     epochs that bring the learning rate down to 0 (fewer where the `budget` of epochs ends sooner; none
     where the schedule has already cooled it)."""
 
@@ -125,6 +147,9 @@ def early_stopping(patience: int, label: str, cooldown: int = 0, budget: int = 0
             if patience <= 0 or stale < patience:
                 return None
             why = f"no validation progress for {stale} epochs (--patience {patience})"
+            if training_fit_rising(result.history, patience):
+                log.info("%s: %s, but it still fits its training images better: going on", label, why)
+                return None
             if cooldown > 0 and end.epoch < budget and not already_cooled(result.history):
                 epochs = min(cooldown, budget - end.epoch)
                 result.cooldown = Cooldown(end.epoch + 1, epochs, why)

@@ -2,6 +2,7 @@
 
 import logging
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -10,7 +11,13 @@ from torch import nn  # noqa: E402
 
 from edge_agent.runtime.manifest import InputSpec  # noqa: E402
 from edge_agent.trainer.fit import FitConfig, fit, make_optimizer  # noqa: E402
-from edge_agent.trainer.hooks import epochs_without_progress, time_to_fraction  # noqa: E402
+from edge_agent.trainer.hooks import (  # noqa: E402
+    EpochEnd,
+    FitResult,
+    early_stopping,
+    epochs_without_progress,
+    time_to_fraction,
+)
 from edge_agent.trainer.tensors import ImageSet, Normalizer  # noqa: E402
 
 SPEC = InputSpec(size=(8, 8), color="RGB", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), resize="stretch")
@@ -107,6 +114,37 @@ def test_a_plateau_where_the_schedule_has_already_cooled_the_rate_stops_at_once(
     assert 0 < result.history[-1]["lr"] < 0.1 * cfg.lr
     assert result.stopped_early is not None
     assert "cooling" not in result.stopped_early
+
+
+def plateau_with(train_accuracy: list[float], images: int = 600) -> tuple[FitResult, EpochEnd]:
+    """A run whose validation stopped progressing after epoch 1, with these training accuracies."""
+    history = [
+        {"epoch": i + 1, "val_accuracy": 0.76, "val_loss": 0.6, "train_accuracy": a, "train_images": images}
+        for i, a in enumerate(train_accuracy)
+    ]
+    result = FitResult(model=nn.Linear(1, 1), history=history, best_epoch=1, best_val_accuracy=0.76)
+    return result, EpochEnd(len(history), history[-1], np.zeros((1, 2)))
+
+
+# Stop 30, `trainer synth`, 600 training images: the ResNet-18 teacher's training accuracy, epochs 12-27.
+SYNTH_TEACHER = [0.701, 0.677, 0.709, 0.723, 0.738, 0.716, 0.716, 0.726]
+SYNTH_TEACHER += [0.748, 0.725, 0.740, 0.779, 0.742, 0.753, 0.711, 0.748]
+
+
+def test_no_early_stop_while_the_model_still_fits_its_training_images_better():
+    # That teacher met a validation plateau at epoch 27 of 90 and stopped at 31 (78.5 %) while it was still
+    # learning its training images; the reference's teacher reached 97 % at 90 epochs.
+    hook = early_stopping(patience=8, label="teacher", cooldown=0, budget=90)
+    result, end = plateau_with(SYNTH_TEACHER)
+    assert epochs_without_progress(result.history) >= 8
+    assert hook(result, end) is None
+    assert result.cooldown is None
+    # The same plateau with the training fit flat as well is the end of learning.
+    result, end = plateau_with(SYNTH_TEACHER[:8] * 2)
+    assert hook(result, end) is not None
+    # A rise of 3 points counted on 24 images an epoch is noise.
+    result, end = plateau_with(SYNTH_TEACHER, images=24)
+    assert hook(result, end) is not None
 
 
 def test_a_cooldown_survives_a_resume(tmp_path, monkeypatch):
