@@ -187,3 +187,18 @@ def test_the_training_budget_says_which_arithmetic_the_steps_ran_in():
     budget = text[text.index("## Training budget") :]
     assert "Training steps in bfloat16 (`--precision`); weights and losses in float32." in budget
     assert budget.index("bfloat16") < budget.index("| model | epochs run")
+
+
+def test_a_model_stopped_early_while_under_fitted_is_pointed_at_the_whole_budget():
+    # Stop 30, trainer synth: a ResNet-18 stopped at epoch 40 of 90 fitting 80 % of its training images
+    # (75.5 % on test); with --patience 0 it reached 87.5 %.
+    report = renderable(crafted(0.755, 0.765, 0.98))
+    stopped = "early stop after epoch 40: no validation progress for 8 epochs (--patience 8)"
+    budget = {"epochs_run": 40, "best_epoch": 39, "train_seconds": 480.0, "stopped_early": stopped}
+    report["teacher"] = {**report["teacher"], **budget, "final_train_accuracy": 0.797}
+    report["baseline"] = {**report["baseline"], **budget, "final_train_accuracy": 0.99}
+    report["student"] = {**report["student"], "epochs_run": 90, "best_epoch": 80, "train_seconds": 900.0}
+    text = markdown(report)
+    advice = [line for line in text.splitlines() if "--patience 0" in line]
+    assert len(advice) == 1
+    assert advice[0].startswith("The teacher stopped early at epoch 40 fitting 79.7 % of its training images")
