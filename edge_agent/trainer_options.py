@@ -95,6 +95,11 @@ class DistillOptions:
         "once; so does a plateau where the schedule has the rate under a tenth of its peak)", check=not_negative,
         commands=BOTH,
     )  # fmt: skip
+    fit_floor: float = opt(
+        0.9, "a validation plateau stops a model only once it fits at least this share of its training images "
+        "(a slow learner stalls below it before it rises; 0 = any plateau)", check=fraction, commands=BOTH,
+        metavar="SHARE",
+    )  # fmt: skip
     image_size: int = opt(128, "network input size in pixels", check=positive, commands=BOTH)
     batch_size: int = opt(16, "batch size", check=positive, commands=BOTH)
     lr: float = opt(2e-3, "peak learning rate of AdamW", check=positive, commands=BOTH)

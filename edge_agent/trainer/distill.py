@@ -90,6 +90,7 @@ def fit_config(opts: DistillOptions, epochs: int) -> FitConfig:
         progress=opts.progress,
         patience=opts.patience,
         cooldown=opts.cooldown,
+        fit_floor=opts.fit_floor,
         precision=opts.precision,
     )
 

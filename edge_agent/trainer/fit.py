@@ -72,6 +72,7 @@ class FitConfig:
     recalibrate_bn: bool = True  # exact BatchNorm statistics on clean images before each validation
     patience: int = 0  # stop after this many epochs without validation progress (0: run every epoch)
     cooldown: int = 0  # after such a plateau, epochs that take the rate down to 0 before stopping (hooks.Cooldown)
+    fit_floor: float = 0.0  # a plateau counts only once the model fits this share of its training images
     backbone_lr_scale: float = 1.0  # fine-tuning: the backbone's learning rate as a fraction of `lr`
     head_warmup_epochs: int = 0  # fine-tuning: epochs that train only the new head
     precision: str = "auto"  # the train step's arithmetic (precision.autocast_dtype)
@@ -359,7 +360,7 @@ def fit(
     training images followed by the unlabelled ones, and is ignored without a teacher."""
     loop = Loop(model, train, norm, cfg, teacher, unlabeled, teacher_views, label)
     result = FitResult(model=model)
-    plateau = early_stopping(cfg.patience, label, cfg.cooldown, cfg.epochs)
+    plateau = early_stopping(cfg.patience, label, cfg.cooldown, cfg.epochs, cfg.fit_floor)
     hooks: list[Hook] = [keep_best, keep_val_probs(cfg.keep_val_probs), plateau]
     if checkpoint is not None:
         hooks.append(save_checkpoint(checkpoint, lambda: loop.state(result)))

@@ -294,7 +294,7 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-UNDER_FITTED = 0.9  # a model stopped early fitting less of its training images than this gets the advice
+UNDER_FITTED = 0.9  # --fit-floor's default: a model stopped under it (the floor lowered) gets the advice
 
 
 def _budget_section(report: dict[str, Any], models: Sequence[str]) -> list[str]:

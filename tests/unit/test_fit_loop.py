@@ -147,6 +147,18 @@ def test_no_early_stop_while_the_model_still_fits_its_training_images_better():
     assert hook(result, end) is not None
 
 
+def test_no_early_stop_while_the_model_fits_under_the_floor_of_its_training_images():
+    # The same teacher's training accuracy stalled at 73-80 % for a dozen epochs (36-47) before it rose: a
+    # rising-fit rule stopped it at epoch 40 (75.5 % on test); the whole budget gave 87.5 %.
+    stalled = [0.735, 0.738, 0.772, 0.787, 0.752, 0.782, 0.789, 0.780] * 2
+    result, end = plateau_with(stalled)
+    assert early_stopping(patience=8, label="teacher", budget=90, fit_floor=0.9)(result, end) is None
+    assert early_stopping(patience=8, label="teacher", budget=90, fit_floor=0.0)(result, end) is not None
+    # Over the floor the plateau is the model's.
+    result, end = plateau_with([min(1.0, a + 0.2) for a in stalled])
+    assert early_stopping(patience=8, label="teacher", budget=90, fit_floor=0.9)(result, end) is not None
+
+
 def test_a_cooldown_survives_a_resume(tmp_path, monkeypatch):
     from edge_agent.trainer import fit as fit_module
 
