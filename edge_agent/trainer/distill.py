@@ -291,13 +291,14 @@ def finish(
     from edge_agent.trainer.export import arch_info, write_bundle
 
     good = prep.splits.good_index
-    val_is_defect = prep.val.labels.numpy() != good
+    val_labels = prep.val.labels.numpy()
+    val_is_defect = val_labels != good
     calibrations, judged = {}, {}
     for name, (model, _, _) in models.items():
         val_probs = predict_probs(model, prep.val.images, prep.norm)
         scores = 1.0 - val_probs[:, good]
         calibrations[name] = calibrate_threshold(val_is_defect, scores, opts.max_escape)
-        correct = val_probs.argmax(axis=1) == prep.val.labels.numpy()
+        correct = val_probs.argmax(axis=1) == val_labels
         judged[name] = Judged.of(correct, ~val_is_defect, scores, calibrations[name])
     evaluations = {
         name: evaluate_model(model, prep.test, prep, calibrations[name].threshold)

@@ -11,6 +11,7 @@ import numpy as np
 
 from edge_agent.runtime.metrics import escape_at_overkill
 from edge_agent.trainer.models import arch_label
+from edge_agent.trainer_options import DistillOptions
 
 
 def plot_confusions(path: Path, evaluations: dict[str, dict[str, Any]]) -> None:
@@ -294,7 +295,7 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-UNDER_FITTED = 0.9  # --fit-floor's default: a model stopped under it (the floor lowered) gets the advice
+UNDER_FITTED = DistillOptions.fit_floor  # a model stopped under the default floor (the floor lowered) gets the advice
 
 
 def _budget_section(report: dict[str, Any], models: Sequence[str]) -> list[str]:
