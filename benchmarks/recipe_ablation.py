@@ -11,7 +11,8 @@ slow each other.
 Variants: `alone` (no teacher), `distilled` (the trainer's defaults: KD τ 2 λ 1 from cached teacher views,
 a distilling student at `--kd-lr-scale` × the rate), `live-teacher` (the teacher runs on every batch instead
 of its cached views), `weight-decay-0`, `onecycle` (the reference's schedule instead of warm-up + cosine),
-`no-bn-recalibration`, `batch-4|8|16|32`, `lr-2e-3|4e-3|8e-3|1.6e-2`, `tau-1|2|4`, `lam-0.25|2|4`,
+`no-bn-recalibration`, `batch-4|8|16|32`, `lr-1e-3|2e-3|4e-3|8e-3|1.6e-2`, `weight-decay-1e-2` (AdamW's
+own default, the reference's), `no-turns` (flips only, the reference's augmentation), `tau-1|2|4`, `lam-0.25|2|4`,
 `no-dropout`, `mixup-0.2` (a live teacher on mixed pairs), `feature-kd` (KD plus a FitNets hint, live teacher),
 `kd-half` / `kd-linear` (λ 0 after half the epochs / falling linearly),
 `dilated` (output stride 16), `no-zero-init` (residual branches start at torchvision's init, not at zero),
@@ -26,20 +27,24 @@ sgd`, `--teacher-zero-residual` and `--teacher-seed` train (and cache, under the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import itertools
 import json
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import torch
 from splits import accuracy, decoded, test_accuracy  # benchmarks/splits.py (scripts run from benchmarks/)
 
+from edge_agent.trainer import teaching
 from edge_agent.trainer.distill import DistillOptions, fit_config
 from edge_agent.trainer.fit import fit
 from edge_agent.trainer.models import count_params, create_model
 from edge_agent.trainer.teacher_cache import compute_teacher_views
+from edge_agent.trainer.tensors import apply_augment, sample_augment
 from edge_agent.trainer_options import PRECISIONS
 
 CHANGES: dict[str, dict[str, Any]] = {
@@ -47,6 +52,9 @@ CHANGES: dict[str, dict[str, Any]] = {
     "distilled": {},
     "live-teacher": {"cached": False},
     "weight-decay-0": {"weight_decay": 0.0},
+    "weight-decay-1e-2": {"weight_decay": 1e-2},
+    "lr-1e-3": {"lr": 1e-3},
+    "no-turns": {"turns": False},
     "onecycle": {"schedule": "onecycle"},
     "no-bn-recalibration": {"recalibrate_bn": False},
     "batch-16": {"batch_size": 16},
@@ -90,6 +98,11 @@ class Ensemble(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.stack([m(x) for m in self.members]).mean(0)
+
+
+def flips_only(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The reference's augmentation: random horizontal and vertical flips, no 90° turns."""
+    return apply_augment(batch, sample_augment(batch.shape[0], generator, square=False))
 
 
 def changes_of(variant: str) -> dict[str, Any]:
@@ -146,9 +159,11 @@ def main() -> int:
     teacher = create_model(
         args.teacher_arch, classes, stem_stride=args.teacher_stem_stride, zero_residual=args.teacher_zero_residual
     )
+    # Variants that all train alone (e.g. teacher recipes as `alone:resnet18+...`) need no teacher.
+    teaches = any(changes_of(variant).get("lam", 1.0) > 0 for variant in args.variants)
     if saved.is_file():
         teacher.load_state_dict(torch.load(saved))
-    else:
+    elif teaches:
         torch.manual_seed(args.teacher_seed)
         started = time.perf_counter()
         fit(teacher, prep.train, prep.val, prep.norm, teacher_cfg)
@@ -158,12 +173,15 @@ def main() -> int:
         fits = {"test_accuracy": test_accuracy(teacher, prep), "train_accuracy": accuracy(teacher, prep, "train")}
         print(json.dumps({**row, **fits}), flush=True)
     teacher.eval()
-    views = compute_teacher_views(teacher, prep.train.images, prep.norm, 8, 0, precision=args.precision)
+    views = None
+    if teaches:
+        views = compute_teacher_views(teacher, prep.train.images, prep.norm, 8, 0, precision=args.precision)
     alone_students: dict[int, torch.nn.Module] = {}  # per seed, for the variants it teaches
     for variant, seed in itertools.product(args.variants, args.seeds):
         change = changes_of(variant)
         arch, cached = change.pop("arch", args.student_arch), change.pop("cached", True)
         dropout, zero_init = change.pop("dropout", None), change.pop("zero_init", True)
+        turns = change.pop("turns", True)
         co_teacher, variant_teacher, variant_views = change.pop("co_teacher", None), teacher, views
         if co_teacher is not None:
             first = alone_students[seed].eval()  # KeyError: list `alone` before it
@@ -185,8 +203,11 @@ def main() -> int:
                 if isinstance(module, torch.nn.Dropout):
                     module.p = dropout
         started = time.perf_counter()
-        result = fit(model, prep.train, prep.val, prep.norm, cfg, teacher=variant_teacher,
-                     teacher_views=variant_views if cached else None, label=variant)  # fmt: skip
+        # Flips only: the student's fresh views come from teaching.augment (a cached teacher's views keep theirs).
+        views_drawn = contextlib.nullcontext() if turns else mock.patch.object(teaching, "augment", flips_only)
+        with views_drawn:
+            result = fit(model, prep.train, prep.val, prep.norm, cfg, teacher=variant_teacher,
+                         teacher_views=variant_views if cached else None, label=variant)  # fmt: skip
         if variant == "alone":
             alone_students[seed] = model
         print(json.dumps({
