@@ -21,7 +21,8 @@ teacher and the same seed's student alone, logits averaged: list `alone` first),
 student alone only), `dkd` / `nckd` / `nckd-1` (decoupled KD with (α, β) = (1, 8), (0, 8), (0, 1)),
 `student:ARCH` / `alone:ARCH` for another torchvision student, and `A+B` for two changes at once (e.g.
 `alone+stem-stride-2`). `--teacher-stem-stride 1`, `--teacher-lr`, `--teacher-batch`, `--teacher-optimizer
-sgd`, `--teacher-zero-residual` and `--teacher-seed` train (and cache, under their own name) another teacher.
+sgd`, `--teacher-schedule onecycle`, `--teacher-zero-residual` and `--teacher-seed` train (and cache, under their
+own name) another teacher.
 """
 
 from __future__ import annotations
@@ -126,6 +127,7 @@ def main() -> int:
     parser.add_argument("--teacher-lr", type=float, help="the teacher's peak rate (default: the trainer's --lr)")
     parser.add_argument("--teacher-batch", type=int, help="the teacher's batch size (default: the trainer's)")
     parser.add_argument("--teacher-optimizer", default="adamw", choices=("adamw", "sgd"))
+    parser.add_argument("--teacher-schedule", default="cosine", choices=("cosine", "onecycle"))
     parser.add_argument("--teacher-zero-residual", action="store_true", help="start the teacher's branches at zero")
     parser.add_argument("--teacher-seed", type=int, default=0, help="the teacher's batches (its weights if > 0)")
     parser.add_argument("--student-arch", default=DistillOptions.student_arch)
@@ -145,11 +147,13 @@ def main() -> int:
     teacher_cfg = dataclasses.replace(
         defaults, seed=args.teacher_seed, lr=args.teacher_lr or defaults.lr,
         batch_size=args.teacher_batch or defaults.batch_size, optimizer=args.teacher_optimizer,
+        schedule=args.teacher_schedule,
     )  # fmt: skip
     tag = "".join([
         "-stem1" if args.teacher_stem_stride == 1 else "", f"-lr{args.teacher_lr:g}" if args.teacher_lr else "",
         f"-batch{args.teacher_batch}" if args.teacher_batch else "",
         "-sgd" if args.teacher_optimizer == "sgd" else "",
+        "-onecycle" if args.teacher_schedule == "onecycle" else "",
         "-zero" if args.teacher_zero_residual else "", f"-seed{args.teacher_seed}" if args.teacher_seed else "",
         f"-{args.precision}" if args.precision != "fp32" else "",
     ])  # fmt: skip
