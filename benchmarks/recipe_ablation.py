@@ -10,7 +10,7 @@ slow each other.
 
 Variants: `alone` (no teacher), `distilled` (the trainer's defaults: KD τ 2 λ 1 from cached teacher views,
 a distilling student at `--kd-lr-scale` × the rate), `live-teacher` (the teacher runs on every batch instead
-of its cached views), `weight-decay-0`, `onecycle` (the reference's schedule instead of warm-up + cosine),
+of its cached views), `weight-decay-0`, `onecycle` / `cosine` (the schedule; the trainer's default: cosine),
 `no-bn-recalibration`, `batch-4|8|16|32`, `lr-1e-3|2e-3|4e-3|8e-3|1.6e-2`, `weight-decay-1e-2` (AdamW's
 own default, the reference's), `no-turns` (flips only, the reference's augmentation), `tau-1|2|4`, `lam-0.25|2|4`,
 `no-dropout`, `mixup-0.2` (a live teacher on mixed pairs), `feature-kd` (KD plus a FitNets hint, live teacher),
@@ -46,7 +46,7 @@ from edge_agent.trainer.fit import fit
 from edge_agent.trainer.models import count_params, create_model
 from edge_agent.trainer.teacher_cache import compute_teacher_views
 from edge_agent.trainer.tensors import apply_augment, sample_augment
-from edge_agent.trainer_options import PRECISIONS
+from edge_agent.trainer_options import PRECISIONS, SCHEDULES
 
 CHANGES: dict[str, dict[str, Any]] = {
     "alone": {"lam": 0.0},
@@ -57,6 +57,7 @@ CHANGES: dict[str, dict[str, Any]] = {
     "lr-1e-3": {"lr": 1e-3},
     "no-turns": {"turns": False},
     "onecycle": {"schedule": "onecycle"},
+    "cosine": {"schedule": "cosine"},
     "no-bn-recalibration": {"recalibrate_bn": False},
     "batch-16": {"batch_size": 16},
     "lr-4e-3": {"lr": 4e-3},
@@ -127,7 +128,7 @@ def main() -> int:
     parser.add_argument("--teacher-lr", type=float, help="the teacher's peak rate (default: the trainer's --lr)")
     parser.add_argument("--teacher-batch", type=int, help="the teacher's batch size (default: the trainer's)")
     parser.add_argument("--teacher-optimizer", default="adamw", choices=("adamw", "sgd"))
-    parser.add_argument("--teacher-schedule", default="cosine", choices=("cosine", "onecycle"))
+    parser.add_argument("--teacher-schedule", default=DistillOptions.schedule, choices=SCHEDULES)
     parser.add_argument("--teacher-zero-residual", action="store_true", help="start the teacher's branches at zero")
     parser.add_argument("--teacher-seed", type=int, default=0, help="the teacher's batches (its weights if > 0)")
     parser.add_argument("--student-arch", default=DistillOptions.student_arch)
@@ -153,7 +154,7 @@ def main() -> int:
         "-stem1" if args.teacher_stem_stride == 1 else "", f"-lr{args.teacher_lr:g}" if args.teacher_lr else "",
         f"-batch{args.teacher_batch}" if args.teacher_batch else "",
         "-sgd" if args.teacher_optimizer == "sgd" else "",
-        "-onecycle" if args.teacher_schedule == "onecycle" else "",
+        f"-{args.teacher_schedule}" if args.teacher_schedule != DistillOptions.schedule else "",
         "-zero" if args.teacher_zero_residual else "", f"-seed{args.teacher_seed}" if args.teacher_seed else "",
         f"-{args.precision}" if args.precision != "fp32" else "",
     ])  # fmt: skip

@@ -85,6 +85,7 @@ def fit_config(opts: DistillOptions, epochs: int) -> FitConfig:
         batch_size=opts.batch_size,
         lr=opts.lr,
         weight_decay=opts.weight_decay,
+        schedule=opts.schedule,
         tau=opts.tau,
         seed=opts.seed,
         progress=opts.progress,

@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,7 @@ class FitConfig:
     progress: bool = True
     keep_val_probs: int = 0  # keep the validation probabilities of this many last epochs (for --tune)
     unlabeled_ratio: float = 1.0  # teacher-labelled unlabelled images added to a batch, per labelled image
-    schedule: str = "cosine"  # "cosine": linear warm-up then cosine decay; "onecycle": torch's OneCycleLR
+    schedule: str = DistillOptions.schedule  # "cosine": 5 % warm-up, then a cosine; "onecycle": torch's OneCycleLR
     recalibrate_bn: bool = True  # exact BatchNorm statistics on clean images before each validation
     patience: int = 0  # stop after this many epochs without validation progress (0: run every epoch)
     cooldown: int = 0  # after such a plateau, epochs that take the rate down to 0 before stopping (hooks.Cooldown)
@@ -107,9 +108,13 @@ def make_optimizer(
     else:
         raise ValueError(f"optimizer {cfg.optimizer!r}: choose adamw or sgd")
     held = cfg.head_warmup_epochs * steps_per_epoch
+    if cfg.schedule == "onecycle" and held:
+        raise ValueError("a head warm-up needs the cosine schedule")
     if cfg.schedule == "onecycle":
         lrs = [group["lr"] for group in optimizer.param_groups]
         return optimizer, torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lrs, total_steps=total_steps)
+    if cfg.schedule != "cosine":
+        raise ValueError(f"schedule {cfg.schedule!r}: choose onecycle or cosine")
     warmup = max(1, (total_steps - held) // 20)
 
     def cosine(step: int) -> float:
@@ -322,7 +327,7 @@ class Loop:
         """Load a checkpoint written by `state`; the next epoch to run."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        self.resume_schedule(int(state["scheduler"]["last_epoch"]))
         if self.hint is not None and state.get("hint"):
             self.hint.load_state_dict(state["hint"])
         result.best_state, result.history = state["best_model"], state["history"]
@@ -331,6 +336,16 @@ class Loop:
         result.val_probs, result.stopped_early = state.get("val_probs", []), state.get("stopped_early")
         result.cooldown = Cooldown(**state["cooldown"]) if state.get("cooldown") else None
         return int(state["epoch"]) + 1
+
+    def resume_schedule(self, steps_done: int) -> None:
+        """Continue the schedule after `steps_done` steps. Its shape stays this run's: a resume may raise
+        --epochs, and a saved one-cycle state holds the old budget's length (and refuses a step past it)."""
+        self.scheduler.last_epoch = steps_done
+        with warnings.catch_warnings():  # get_lr outside step(): the rate of the step about to be taken
+            warnings.simplefilter("ignore")
+            rates = self.scheduler.get_lr()
+        for group, rate in zip(self.optimizer.param_groups, rates, strict=True):
+            group["lr"] = rate
 
     def close(self) -> None:
         for tap in self.taps or ():
