@@ -112,7 +112,7 @@ class DistillOptions:
         "cosine", "learning-rate schedule: cosine = a linear warm-up over 1/20 of the steps, then a cosine to 0; "
         "onecycle = from --lr/25 up to --lr over the first 3/10 of the steps, then down to ~0 (torch's OneCycleLR, "
         "the plain reference's): a ResNet-18 on synth reached 96.5 against 87.5 percent at 90 epochs, and measured "
-        "0-3 points under the cosine at 12 and 30 (docs/benchmarks.md)", choices=SCHEDULES, commands=BOTH,
+        "0-3.5 points under the cosine at 12 and 30 (docs/benchmarks.md)", choices=SCHEDULES, commands=BOTH,
     )  # fmt: skip
     weight_decay: float = opt(5e-4, "AdamW weight decay", check=not_negative, commands=BOTH)
     backbone_lr_scale: float = opt(
