@@ -22,7 +22,7 @@ BOTH = ("distill", "teacher")
 METAVARS: dict[type, str] = {int: "N", float: "X", Path: "PATH", str: "NAME"}
 DISTILL = ("distill",)
 PRECISIONS = ("auto", "fp32", "bf16")  # --precision; what each means: trainer/precision.py
-SCHEDULES = ("cosine", "onecycle")  # --schedule; trainer/fit.py make_optimizer
+SCHEDULES = ("cosine", "onecycle")  # --schedule; trainer/recipe.py make_optimizer
 
 
 def positive(value: float) -> str | None:

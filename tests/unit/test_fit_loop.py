@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from edge_agent.runtime.manifest import InputSpec  # noqa: E402
-from edge_agent.trainer.fit import FitConfig, fit, make_optimizer  # noqa: E402
+from edge_agent.trainer.fit import FitConfig, fit  # noqa: E402
 from edge_agent.trainer.hooks import (  # noqa: E402
     EpochEnd,
     FitResult,
@@ -19,6 +19,7 @@ from edge_agent.trainer.hooks import (  # noqa: E402
     epochs_without_progress,
     time_to_fraction,
 )
+from edge_agent.trainer.recipe import make_optimizer  # noqa: E402
 from edge_agent.trainer.tensors import ImageSet, Normalizer  # noqa: E402
 
 SPEC = InputSpec(size=(8, 8), color="RGB", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), resize="stretch")
