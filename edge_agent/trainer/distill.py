@@ -327,6 +327,7 @@ def finish(
         "verdict": verdict,
         "seed": opts.seed,
         "image_size": opts.image_size,
+        "schedule": opts.schedule,
         "arithmetic": arithmetic_name(prep.norm.mean.device, opts.precision),
         "data": {
             "root": prep.splits.root.name,  # paths in the report are relative to it: no workstation paths
@@ -341,7 +342,7 @@ def finish(
         },
     }
     for name, (m, a, result) in models.items():
-        report[name] = summarize(a, m, evaluations[name], result).to_dict()
+        report[name] = summarize(a, m, evaluations[name], result, opts.patience, opts.fit_floor).to_dict()
         report[name]["threshold"] = calibrations[name].threshold
         report[name]["validation"] = {"accuracy": judged[name].accuracy, **calibrations[name].to_dict()}
     if tuning:

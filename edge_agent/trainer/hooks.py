@@ -117,6 +117,19 @@ def mean_training_fit(history: list[dict[str, float]], window: int) -> float:
     return sum(fits) / len(fits) if fits else 1.0
 
 
+def held_by_floor(history: list[dict[str, float]], patience: int, fit_floor: float) -> list[int]:
+    """The epochs at which early stopping met a validation plateau and went on only because the model fitted
+    under `fit_floor` of its training images (the mean of the last `patience` epochs) — a model that stalls
+    rather than one that has finished (the report's advice reads them; `early_stopping` applies the same test)."""
+    if patience <= 0:
+        return []
+    return [
+        int(history[end - 1]["epoch"])
+        for end in range(1, len(history) + 1)
+        if epochs_without_progress(history[:end]) >= patience and mean_training_fit(history[:end], patience) < fit_floor
+    ]
+
+
 def training_fit_rising(history: list[dict[str, float]], window: int, min_rise: float = 0.01) -> bool:
     """Whether the model still fits its training images better: the mean training accuracy of the last
     `window` epochs over the mean of the `window` before (fewer where the run is shorter) by at least

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from edge_agent.trainer.hooks import FitResult, time_to_fraction
+from edge_agent.trainer.hooks import FitResult, held_by_floor, time_to_fraction
 from edge_agent.trainer.models import count_params, stem_stride
 
 
@@ -27,12 +27,38 @@ class ModelSummary:
     train_seconds: float | None
     stopped_early: str | None  # why training ended before its last epoch (early stopping), if it did
     time_to_95: dict[str, float] | None  # first epoch at 95 % of the best validation accuracy, seconds until then
+    # The epochs early stopping met a plateau but went on because the model fitted under --fit-floor, and its
+    # training accuracy over them: a model that stalls (see `stall`).
+    stalled_under_floor: dict[str, Any] | None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def summarize(arch: str, model: nn.Module, evaluation: dict[str, Any], result: FitResult | None) -> ModelSummary:
+def stall(history: list[dict[str, float]], patience: int, fit_floor: float) -> dict[str, Any] | None:
+    """Where a plateau was held by the fit floor: how many epochs, the first and last, and the training
+    accuracy over them; None where early stopping never met one."""
+    held = held_by_floor(history, patience, fit_floor)
+    if not held:
+        return None
+    fits = [row["train_accuracy"] for row in history if int(row["epoch"]) in held]
+    return {
+        "epochs": len(held),
+        "first_epoch": held[0],
+        "last_epoch": held[-1],
+        "train_accuracy": [round(min(fits), 4), round(max(fits), 4)],
+    }
+
+
+def summarize(
+    arch: str,
+    model: nn.Module,
+    evaluation: dict[str, Any],
+    result: FitResult | None,
+    patience: int = 0,
+    fit_floor: float = 0.0,
+) -> ModelSummary:
+    """`patience` and `fit_floor`: the early stopping the model was trained under (for `stalled_under_floor`)."""
     history = result.history if result else []
     return ModelSummary(
         arch=arch,
@@ -49,4 +75,5 @@ def summarize(arch: str, model: nn.Module, evaluation: dict[str, Any], result: F
         train_seconds=round(sum(row["seconds"] for row in history), 1) if result else None,
         stopped_early=result.stopped_early if result else None,
         time_to_95=time_to_fraction(history) if result else None,
+        stalled_under_floor=stall(history, patience, fit_floor),
     )

@@ -173,6 +173,21 @@ def test_no_early_stop_while_the_model_fits_under_the_floor_of_its_training_imag
     assert early_stopping(patience=8, label="teacher", budget=90, fit_floor=0.9)(result, end) is not None
 
 
+def test_the_epochs_a_plateau_was_held_by_the_floor_are_read_back_from_the_history():
+    # What the report's advice on a stalling model rests on: the epochs at which early stopping met a
+    # plateau and went on only because the model fitted under --fit-floor of its training images.
+    from edge_agent.trainer.hooks import held_by_floor
+
+    stalled = [0.735, 0.738, 0.772, 0.787, 0.752, 0.782, 0.789, 0.780] * 2
+    result, _ = plateau_with([*stalled, 0.95, 0.96])
+    # Validation stopped progressing after epoch 1: a plateau of 8 epochs from epoch 9 on.
+    assert held_by_floor(result.history[:16], patience=8, fit_floor=0.9) == list(range(9, 17))
+    # Epochs 17-18 fit over the floor, but the floor reads the mean of the last 8, still under it.
+    assert held_by_floor(result.history, patience=8, fit_floor=0.9) == list(range(9, 19))
+    assert held_by_floor(result.history, patience=8, fit_floor=0.0) == []
+    assert held_by_floor(result.history, patience=0, fit_floor=0.9) == []
+
+
 def test_a_cooldown_survives_a_resume(tmp_path, monkeypatch):
     from edge_agent.trainer import fit as fit_module
 

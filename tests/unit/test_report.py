@@ -6,7 +6,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from edge_agent.trainer.report import equal_overkill, equal_overkill_line, markdown, teacher_lead, tradeoff_curve
+from edge_agent.trainer.report import equal_overkill, equal_overkill_line, markdown, teacher_lead
+from edge_agent.trainer.report_pictures import tradeoff_curve
 
 
 def crafted(teacher: float, student: float, baseline: float | None, lam: float = 1.0) -> dict:
@@ -202,3 +203,26 @@ def test_a_model_stopped_early_while_under_fitted_is_pointed_at_the_whole_budget
     advice = [line for line in text.splitlines() if "--patience 0" in line]
     assert len(advice) == 1
     assert advice[0].startswith("The teacher stopped early at epoch 40 fitting 79.7 % of its training images")
+
+
+def stalled_teacher_report(schedule: str) -> dict:
+    # Stop 30, trainer synth, 90 epochs: the cosine teacher's validation stalled while it fitted 73-80 % of its
+    # training images; --fit-floor kept it going, it ended at 87.5 %; with --schedule onecycle it reached 96.5 %.
+    report = renderable(crafted(0.875, 0.88, 0.98), schedule=schedule)
+    stall = {"epochs": 14, "first_epoch": 27, "last_epoch": 40, "train_accuracy": [0.731, 0.802]}
+    budget = {"epochs_run": 89, "best_epoch": 75, "train_seconds": 900.0, "final_train_accuracy": 0.99}
+    report["teacher"] = {**report["teacher"], **budget, "stalled_under_floor": stall}
+    report["student"] = {**report["student"], **budget, "stalled_under_floor": None}
+    return report
+
+
+def test_a_model_that_stalled_under_the_fit_floor_with_the_cosine_is_pointed_at_one_cycle():
+    text = markdown(stalled_teacher_report("cosine"))
+    advice = [line for line in text.splitlines() if "--schedule onecycle" in line]
+    assert len(advice) == 1
+    assert advice[0].startswith(
+        "The teacher's validation accuracy stalled at epochs 27-40 while it fitted 73.1-80.2 % of its training images"
+    )
+    assert "student's validation" not in text
+    # Already on one-cycle: nothing to switch to.
+    assert "--schedule onecycle" not in markdown(stalled_teacher_report("onecycle"))
