@@ -219,9 +219,10 @@ def _budget_section(report: dict[str, Any], models: Sequence[str]) -> list[str]:
             low, high = stall["train_accuracy"]
             lines += [
                 "",
-                f"The {m}'s validation accuracy stalled at epochs {stall['first_epoch']}-{stall['last_epoch']} "
-                f"while it fitted {100 * low:.1f}-{100 * high:.1f} % of its training images, and training went on "
-                "(--fit-floor). A model that stalls at the cosine's early peak rate may learn sooner with --schedule "
+                f"At {stall['epochs']} epochs between {stall['first_epoch']} and {stall['last_epoch']} the {m}'s "
+                f"validation had not progressed for --patience epochs and it went on only because it fitted under "
+                f"the floor of its training images ({100 * low:.1f}-{100 * high:.1f} % an epoch; "
+                "--fit-floor). A model that stalls at the cosine's early peak rate may learn sooner with --schedule "
                 "onecycle, which climbs to the peak over the first 3/10 of the steps: a ResNet-18 on trainer synth at "
                 "90 epochs reached 96.5 % with it against 87.5 % (one run each, docs/benchmarks.md).",
             ]

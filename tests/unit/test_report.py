@@ -221,8 +221,9 @@ def test_a_model_that_stalled_under_the_fit_floor_with_the_cosine_is_pointed_at_
     advice = [line for line in text.splitlines() if "--schedule onecycle" in line]
     assert len(advice) == 1
     assert advice[0].startswith(
-        "The teacher's validation accuracy stalled at epochs 27-40 while it fitted 73.1-80.2 % of its training images"
+        "At 14 epochs between 27 and 40 the teacher's validation had not progressed for --patience epochs and it "
+        "went on only because it fitted under the floor of its training images (73.1-80.2 % an epoch; --fit-floor)."
     )
-    assert "student's validation" not in text
+    assert "the student's validation" not in text
     # Already on one-cycle: nothing to switch to.
     assert "--schedule onecycle" not in markdown(stalled_teacher_report("onecycle"))
