@@ -183,6 +183,9 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 UNDER_FITTED = DistillOptions.fit_floor  # a model stopped under the default floor (the floor lowered) gets the advice
+# A plateau held by the floor while the rate was at least this share of its peak is a stall at the peak, which a
+# slower climb (one-cycle) cured on trainer synth; under it the budget is running out (stop 33, models/demo).
+PEAK_SHARE = 0.5
 
 
 def _budget_section(report: dict[str, Any], models: Sequence[str]) -> list[str]:
@@ -215,8 +218,19 @@ def _budget_section(report: dict[str, Any], models: Sequence[str]) -> list[str]:
             ]
     for m in trained:
         stall = report[m].get("stalled_under_floor")
-        if stall and report.get("schedule") == "cosine":
-            low, high = stall["train_accuracy"]
+        if not stall:
+            continue
+        low, high = stall["train_accuracy"]
+        if stall.get("rate", 1.0) < PEAK_SHARE:
+            if stall["last_epoch"] == report[m]["epochs_run"]:
+                lines += [
+                    "",
+                    f"The {m} ended its {report[m]['epochs_run']} epochs on a validation plateau fitting "
+                    f"{100 * low:.1f}-{100 * high:.1f} % of its training images (under --fit-floor): it under-fits "
+                    f"at this budget, and more --epochs is the lever (the plateau came as the rate ran out, at "
+                    f"{stall['rate']:.0%} of its peak: not a stall at the peak, which a slower climb to it cures).",
+                ]
+        elif report.get("schedule") == "cosine":
             lines += [
                 "",
                 f"At {stall['epochs']} epochs between {stall['first_epoch']} and {stall['last_epoch']} the {m}'s "

@@ -36,18 +36,24 @@ class ModelSummary:
 
 
 def stall(history: list[dict[str, float]], patience: int, fit_floor: float) -> dict[str, Any] | None:
-    """Where a plateau was held by the fit floor: how many epochs, the first and last, and the training
-    accuracy over them; None where early stopping never met one."""
+    """Where a plateau was held by the fit floor: how many epochs, the first and last, the training accuracy
+    over them and `rate`, the learning rate at the first as a share of the run's highest (a stall at the
+    cosine's peak or one as the budget runs out: the report advises differently); None where early stopping
+    never met one."""
     held = held_by_floor(history, patience, fit_floor)
     if not held:
         return None
     fits = [row["train_accuracy"] for row in history if int(row["epoch"]) in held]
-    return {
+    found: dict[str, Any] = {
         "epochs": len(held),
         "first_epoch": held[0],
         "last_epoch": held[-1],
         "train_accuracy": [round(min(fits), 4), round(max(fits), 4)],
     }
+    rates = {int(row["epoch"]): row["lr"] for row in history if "lr" in row}
+    if len(rates) == len(history) and max(rates.values()) > 0:  # a history without rates says nothing of it
+        found["rate"] = round(rates[held[0]] / max(rates.values()), 3)
+    return found
 
 
 def summarize(

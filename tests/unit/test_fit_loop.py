@@ -188,6 +188,24 @@ def test_the_epochs_a_plateau_was_held_by_the_floor_are_read_back_from_the_histo
     assert held_by_floor(result.history, patience=0, fit_floor=0.9) == []
 
 
+def test_a_stall_records_the_rate_it_began_at_as_a_share_of_the_peak():
+    # The report tells a stall at the cosine's peak (one-cycle may help) from one as the budget runs out.
+    from edge_agent.trainer.results import stall
+
+    stalled = [0.735, 0.738, 0.772, 0.787, 0.752, 0.782, 0.789, 0.780] * 2
+    result, _ = plateau_with(stalled)
+    for row, rate in zip(result.history, [1e-3 * (1 - i / 16) for i in range(16)], strict=True):
+        row["lr"] = rate  # falling from 1e-3 over 16 epochs: half of it at epoch 9, the first held
+    found = stall(result.history, patience=8, fit_floor=0.9)
+    assert found is not None
+    assert (found["first_epoch"], found["last_epoch"], found["epochs"]) == (9, 16, 8)
+    assert found["rate"] == 0.5
+    # A history without rates (written before they were logged) says nothing of it.
+    for row in result.history:
+        del row["lr"]
+    assert "rate" not in (stall(result.history, patience=8, fit_floor=0.9) or {})
+
+
 def test_a_cooldown_survives_a_resume(tmp_path, monkeypatch):
     from edge_agent.trainer import fit as fit_module
 

@@ -227,3 +227,23 @@ def test_a_model_that_stalled_under_the_fit_floor_with_the_cosine_is_pointed_at_
     assert "the student's validation" not in text
     # Already on one-cycle: nothing to switch to.
     assert "--schedule onecycle" not in markdown(stalled_teacher_report("onecycle"))
+
+
+def test_a_plateau_held_by_the_floor_only_as_the_cosine_ends_is_not_a_stall_at_the_peak_rate():
+    # Stop 33, models/demo's student alone: a plateau held at epochs 29-30 of 30, where the cosine's rate is a
+    # hundredth of its peak. It under-fits at this budget; one-cycle's slower climb to the peak is no cure.
+    report = stalled_teacher_report("cosine")
+    late = {"epochs": 2, "first_epoch": 29, "last_epoch": 30, "train_accuracy": [0.7646, 0.7688], "rate": 0.011}
+    report["teacher"] = {**report["teacher"], "epochs_run": 30, "stalled_under_floor": late}
+    text = markdown(report)
+    assert "--schedule onecycle" not in text
+    advice = [line for line in text.splitlines() if "--fit-floor" in line]
+    assert len(advice) == 1
+    assert advice[0].startswith(
+        "The teacher ended its 30 epochs on a validation plateau fitting 76.5-76.9 % of its training images "
+        "(under --fit-floor)"
+    )
+    # At the peak (stop 30's teacher: 84 % of it at epoch 27 of 90) the advice stands.
+    early = {**late, "first_epoch": 27, "last_epoch": 40, "rate": 0.84}
+    report["teacher"] = {**report["teacher"], "epochs_run": 89, "stalled_under_floor": early}
+    assert "--schedule onecycle" in markdown(report)
