@@ -46,6 +46,10 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f} %"
 
 
+def _share(fraction: float) -> str:
+    return f"{fraction:.0%}" if fraction >= 0.01 else "under 1%"
+
+
 # The next student up, for the advice when a student took only part of the teacher's lead.
 LARGER_STUDENT = {"mobilenet_v3_small": "mobilenet_v3_large", "mobilenet_v3_large": "efficientnet_b0"}
 
@@ -228,7 +232,7 @@ def _budget_section(report: dict[str, Any], models: Sequence[str]) -> list[str]:
                     f"The {m} ended its {report[m]['epochs_run']} epochs on a validation plateau fitting "
                     f"{100 * low:.1f}-{100 * high:.1f} % of its training images (under --fit-floor): it under-fits "
                     f"at this budget, and more --epochs is the lever (the plateau came as the rate ran out, at "
-                    f"{stall['rate']:.0%} of its peak: not a stall at the peak, which a slower climb to it cures).",
+                    f"{_share(stall['rate'])} of its peak: not a stall at the peak, which a slower climb to it cures).",
                 ]
         elif report.get("schedule") == "cosine":
             lines += [

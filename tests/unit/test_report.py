@@ -243,6 +243,7 @@ def test_a_plateau_held_by_the_floor_only_as_the_cosine_ends_is_not_a_stall_at_t
         "The teacher ended its 30 epochs on a validation plateau fitting 76.5-76.9 % of its training images "
         "(under --fit-floor)"
     )
+    assert "at 1% of its peak" in advice[0]
     # At the peak (stop 30's teacher: 84 % of it at epoch 27 of 90) the advice stands.
     early = {**late, "first_epoch": 27, "last_epoch": 40, "rate": 0.84}
     report["teacher"] = {**report["teacher"], "epochs_run": 89, "stalled_under_floor": early}
