@@ -200,7 +200,7 @@ def test_a_stall_records_the_rate_it_began_at_as_a_share_of_the_peak():
     assert found is not None
     assert (found["first_epoch"], found["last_epoch"], found["epochs"]) == (9, 16, 8)
     assert found["rate"] == 0.5
-    # A history without rates (written before they were logged) says nothing of it.
+    # A history without rates says nothing of it.
     for row in result.history:
         del row["lr"]
     assert "rate" not in (stall(result.history, patience=8, fit_floor=0.9) or {})

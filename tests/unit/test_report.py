@@ -230,8 +230,8 @@ def test_a_model_that_stalled_under_the_fit_floor_with_the_cosine_is_pointed_at_
 
 
 def test_a_plateau_held_by_the_floor_only_as_the_cosine_ends_is_not_a_stall_at_the_peak_rate():
-    # Stop 33, models/demo's student alone: a plateau held at epochs 29-30 of 30, where the cosine's rate is a
-    # hundredth of its peak. It under-fits at this budget; one-cycle's slower climb to the peak is no cure.
+    # Stop 33, models/demo's student alone: a plateau held at epochs 29-30 of 30, where the cosine's rate is
+    # 0.3 % of its peak. It under-fits at this budget; one-cycle's slower climb to the peak is no cure.
     report = stalled_teacher_report("cosine")
     late = {"epochs": 2, "first_epoch": 29, "last_epoch": 30, "train_accuracy": [0.7646, 0.7688], "rate": 0.011}
     report["teacher"] = {**report["teacher"], "epochs_run": 30, "stalled_under_floor": late}
@@ -244,6 +244,8 @@ def test_a_plateau_held_by_the_floor_only_as_the_cosine_ends_is_not_a_stall_at_t
         "(under --fit-floor)"
     )
     assert "at 1% of its peak" in advice[0]
+    report["teacher"]["stalled_under_floor"] = {**late, "rate": 0.003}
+    assert "at under 1% of its peak" in markdown(report)
     # At the peak (stop 30's teacher: 84 % of it at epoch 27 of 90) the advice stands.
     early = {**late, "first_epoch": 27, "last_epoch": 40, "rate": 0.84}
     report["teacher"] = {**report["teacher"], "epochs_run": 89, "stalled_under_floor": early}
