@@ -379,7 +379,7 @@ def finish(
         name=opts.name,
     )
     report["bundle"] = {
-        "path": str(opts.out),
+        "path": opts.out.name,  # the report lies in the bundle: its folder's name, not the workstation's path
         "version": manifest.version,
         "onnx_parity_max_abs": manifest.trainer["onnx_parity_max_abs"],
     }
