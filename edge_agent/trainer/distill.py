@@ -374,7 +374,8 @@ def finish(
             "tau": tau,
             "lam": lam,
             "epochs": opts.epochs,
-            "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items()},
+            # Folders by name: the bundle goes to the line, the workstation's layout stays behind.
+            "options": {k: v.name if isinstance(v, Path) else v for k, v in asdict(opts).items()},
         },
         name=opts.name,
     )

@@ -218,7 +218,7 @@ def test_a_bundle_that_misses_a_gate_is_written_and_the_exit_is_3(tiny_data, tmp
     assert "NOT FIT FOR A LINE" in capsys.readouterr().err
     assert (out / "scores.png").is_file()
     assert report["data"]["root"] == tiny_data.name, "no workstation paths in the report"
-    for written in ("report.json", "report.md"):
+    for written in ("report.json", "report.md", "manifest.json"):
         assert str(tmp_path) not in (out / written).read_text(), f"{written} names the training machine's folders"
     for kind in ("escaped", "overkill"):
         for row in report["mistakes"][kind]:
