@@ -104,11 +104,19 @@ def epochs_without_progress(history: list[dict[str, float]], min_loss_drop: floa
     return int(history[-1]["epoch"]) - last if history else 0
 
 
+def rate_share(history: list[dict[str, float]], at: int = -1) -> float | None:
+    """The learning rate after the epoch at index `at` as a share of the highest in `history`; None for a
+    history without rates."""
+    rates = [row.get("lr", 0.0) for row in history]
+    peak = max(rates, default=0.0)
+    return rates[at] / peak if peak > 0 else None
+
+
 def already_cooled(history: list[dict[str, float]], fraction: float = 0.1) -> bool:
     """Whether the schedule has already brought the rate under `fraction` of its peak: a plateau there is
     the model's own, and a cool-down would only spend epochs (a 30-epoch student at epoch 27: 3 %)."""
-    rates = [row.get("lr", 0.0) for row in history]
-    return not rates or rates[-1] <= fraction * max(rates)
+    share = rate_share(history)
+    return share is None or share <= fraction
 
 
 def mean_training_fit(history: list[dict[str, float]], window: int) -> float:

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from edge_agent.trainer.hooks import FitResult, held_by_floor, time_to_fraction
+from edge_agent.trainer.hooks import FitResult, held_by_floor, rate_share, time_to_fraction
 from edge_agent.trainer.models import count_params, stem_stride
 
 
@@ -50,9 +50,10 @@ def stall(history: list[dict[str, float]], patience: int, fit_floor: float) -> d
         "last_epoch": held[-1],
         "train_accuracy": [round(min(fits), 4), round(max(fits), 4)],
     }
-    rates = {int(row["epoch"]): row["lr"] for row in history if "lr" in row}
-    if len(rates) == len(history) and max(rates.values()) > 0:  # a history without rates says nothing of it
-        found["rate"] = round(rates[held[0]] / max(rates.values()), 3)
+    first = next(i for i, row in enumerate(history) if int(row["epoch"]) == held[0])
+    share = rate_share(history, first)
+    if share is not None:  # a history without rates says nothing of it
+        found["rate"] = round(share, 3)
     return found
 
 
